@@ -1,0 +1,289 @@
+"""Issue files: parse and check the Markdown with front matter an author writes, and queue snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import frontmatter
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.models import Issue, IssueStatus
+
+REQUIRED = ("theme", "subject", "question")
+OPTIONAL = ("preheader",)
+MAX_SUBJECT = 200
+MAX_PREHEADER = 200
+MAX_QUESTION = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an issue file, located as precisely as the file allows."""
+
+    path: Path
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class IssueFileError(ValueError):
+    """One or more issue files are not valid."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class IssueDraft:
+    """A valid issue file, as read from disk."""
+
+    slug: str
+    path: Path
+    theme: str
+    subject: str
+    question: str
+    preheader: str | None
+    body: str
+
+    @property
+    def content_hash(self) -> str:
+        content = asdict(self)
+        del content["path"]
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def collect_paths(paths: Iterable[Path], issues_dir: Path) -> list[Path]:
+    """The files named, folders expanded to their *.md files; nothing named means the issues folder."""
+    given = list(paths) or [issues_dir]
+    found: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found.extend(sorted(path.glob("*.md")))
+        else:
+            found.append(path)
+    return found
+
+
+def _key_lines(front: str, first_line: int) -> dict[str, list[int]]:
+    lines: dict[str, list[int]] = {}
+    for offset, text in enumerate(front.splitlines()):
+        match = _KEY_LINE.match(text)
+        if match:
+            lines.setdefault(match.group(1), []).append(first_line + offset)
+    return lines
+
+
+def _text_field(
+    meta: dict[object, object], name: str, line: int | None, path: Path, limit: int
+) -> tuple[str | None, list[Problem]]:
+    value = meta.get(name)
+    if value is None:
+        return None, []
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None, [Problem(path, line, name, "must be a line of text")]
+    text = str(value).strip()
+    if _CONTROL.search(text):
+        return None, [Problem(path, line, name, "must be a single line without control characters")]
+    if len(text) > limit:
+        return None, [Problem(path, line, name, f"is {len(text)} characters; at most {limit}")]
+    return text, []
+
+
+def _check_question(question: str | None, line: int | None, path: Path) -> list[Problem]:
+    if question is None:
+        return []
+    count = question.count("?")
+    if count == 0 or not question.endswith("?"):
+        return [Problem(path, line, "question", "must be one question that ends with '?'")]
+    if count > 1:
+        return [
+            Problem(path, line, "question", f"holds {count} questions; an issue asks exactly one")
+        ]
+    return []
+
+
+def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
+    """Read and check one issue file; raise IssueFileError listing every problem found."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IssueFileError([Problem(path, None, None, f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise IssueFileError([Problem(path, line, None, "is not UTF-8 text")]) from None
+    text = text.replace("\r\n", "\n")
+    handler = frontmatter.YAMLHandler()
+    if not text.startswith("---\n") or not handler.detect(text):
+        raise IssueFileError(
+            [Problem(path, 1, None, "no front matter: start the file with a line '---'")]
+        )
+    try:
+        front, body = handler.split(text)
+    except ValueError:
+        raise IssueFileError(
+            [Problem(path, 1, None, "front matter is not closed with a line '---'")]
+        ) from None
+    try:
+        meta = yaml.safe_load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else None
+        reason = getattr(exc, "problem", None) or "malformed"
+        raise IssueFileError(
+            [Problem(path, line, "front matter", f"is not valid YAML ({reason})")]
+        ) from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise IssueFileError([Problem(path, 2, "front matter", "must be 'field: value' lines")])
+
+    key_lines = _key_lines(front, first_line=2)
+    problems: list[Problem] = []
+
+    def line_of(name: str) -> int | None:
+        return key_lines.get(name, [None])[0]
+
+    for name, lines in key_lines.items():
+        if len(lines) > 1:
+            problems.append(Problem(path, lines[1], name, "is given twice"))
+    for key in meta:
+        if key not in REQUIRED + OPTIONAL:
+            allowed = ", ".join(REQUIRED + OPTIONAL)
+            problems.append(
+                Problem(path, line_of(str(key)), str(key), f"unknown field; allowed: {allowed}")
+            )
+    values: dict[str, str | None] = {}
+    limits = {"theme": 64, "subject": MAX_SUBJECT, "question": MAX_QUESTION}
+    limits["preheader"] = MAX_PREHEADER
+    for name in REQUIRED + OPTIONAL:
+        value, found = _text_field(meta, name, line_of(name), path, limits[name])
+        problems.extend(found)
+        if name in REQUIRED and not found:
+            if name not in meta:
+                problems.append(Problem(path, None, name, "is missing"))
+            elif not value:
+                problems.append(Problem(path, line_of(name), name, "is empty"))
+        values[name] = value or None
+    theme = values["theme"]
+    if theme and theme not in themes:
+        problems.append(
+            Problem(
+                path,
+                line_of("theme"),
+                "theme",
+                f"unknown theme {theme!r}; choose one of {', '.join(themes)}",
+            )
+        )
+    problems.extend(_check_question(values["question"], line_of("question"), path))
+    body = body.strip("\n")
+    if not body.strip():
+        body_line = len(front.splitlines()) + 3
+        problems.append(
+            Problem(
+                path, body_line, "body", "is empty; write the reflection below the front matter"
+            )
+        )
+    if problems:
+        raise IssueFileError(sorted(problems, key=lambda p: (p.line or 0, p.field or "")))
+    return IssueDraft(
+        slug=path.stem,
+        path=path,
+        theme=str(theme),
+        subject=str(values["subject"]),
+        question=str(values["question"]),
+        preheader=values["preheader"],
+        body=body + "\n",
+    )
+
+
+def check_files(
+    paths: Sequence[Path], themes: Sequence[str]
+) -> tuple[list[IssueDraft], list[Problem]]:
+    """Parse every file; return the good drafts and every problem of the bad ones."""
+    drafts: list[IssueDraft] = []
+    problems: list[Problem] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            draft = parse_issue(path, themes)
+        except IssueFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        if draft.slug in seen:
+            problems.append(
+                Problem(path, None, None, f"has the same name as {seen[draft.slug]}; rename one")
+            )
+            continue
+        seen[draft.slug] = path
+        drafts.append(draft)
+    return drafts, problems
+
+
+@dataclass(frozen=True)
+class QueueOutcome:
+    """What queueing did with one file."""
+
+    draft: IssueDraft
+    action: str  # queued | updated | unchanged | sent | sent-changed
+
+
+def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list[QueueOutcome]:
+    """Store a snapshot of each draft: new ones queued, changed unsent ones updated, sent ones kept."""
+    outcomes: list[QueueOutcome] = []
+    for draft in drafts:
+        issue = session.scalars(
+            select(Issue).where(Issue.slug == draft.slug).with_for_update()
+        ).one_or_none()
+        if issue is None:
+            session.add(
+                Issue(
+                    slug=draft.slug,
+                    source_path=str(draft.path),
+                    theme=draft.theme,
+                    subject=draft.subject,
+                    question=draft.question,
+                    preheader=draft.preheader,
+                    body=draft.body,
+                    content_hash=draft.content_hash,
+                    status=IssueStatus.QUEUED,
+                    queued_at=now,
+                    updated_at=now,
+                )
+            )
+            outcomes.append(QueueOutcome(draft, "queued"))
+        elif issue.content_hash == draft.content_hash:
+            sent = issue.status is IssueStatus.SENT
+            outcomes.append(QueueOutcome(draft, "sent" if sent else "unchanged"))
+        elif issue.status is IssueStatus.SENT:
+            outcomes.append(QueueOutcome(draft, "sent-changed"))
+        else:
+            issue.source_path = str(draft.path)
+            issue.theme = draft.theme
+            issue.subject = draft.subject
+            issue.question = draft.question
+            issue.preheader = draft.preheader
+            issue.body = draft.body
+            issue.content_hash = draft.content_hash
+            issue.updated_at = now
+            outcomes.append(QueueOutcome(draft, "updated"))
+        session.flush()
+    return outcomes

@@ -1,0 +1,27 @@
+"""The `newsletter` command: thin wrappers that parse input, call a service and report."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from newsletter.cli.database import db
+from newsletter.cli.delivery import send, status
+from newsletter.cli.issues import issues
+from newsletter.cli.services import scheduler, serve
+from newsletter.cli.subscribers import subscribers
+
+
+@click.group()
+@click.version_option(package_name="newsletter")
+def main() -> None:
+    """A calm weekly reflection newsletter: write, queue, send once, leave with one click."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+
+
+for command in (db, issues, subscribers, send, status, scheduler, serve):
+    main.add_command(command)

@@ -1,0 +1,76 @@
+"""What every command shares: settings read once, the database, time parsing, output."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.db import (
+    PendingMigrationsError,
+    check_migrations,
+    make_engine,
+    session_factory,
+)
+from newsletter.settings import Settings, SettingsError, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console(highlight=False, soft_wrap=True)
+log = logging.getLogger("newsletter")
+
+
+class Runtime:
+    """What every command shares: the settings, read once, and the database."""
+
+    def __init__(self) -> None:
+        try:
+            self.settings: Settings = load_settings()
+        except SettingsError as exc:
+            raise click.ClickException(f"bad configuration:\n{exc}") from None
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url)
+
+    def factory(self, *, check: bool = True) -> sessionmaker[Session]:
+        if check:
+            try:
+                check_migrations(self.engine)
+            except PendingMigrationsError as exc:
+                raise click.ClickException(str(exc)) from None
+        return session_factory(self.engine)
+
+    def require_secret_key(self) -> None:
+        try:
+            self.settings.secret_keys()
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_runtime = click.make_pass_decorator(Runtime, ensure=True)
+
+
+def parse_now(value: str | None, settings: Settings) -> datetime:
+    """--now as an aware datetime; a time without zone is read in NEWSLETTER_TIMEZONE."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 time, e.g. 2026-11-29T07:00", param_hint="--now"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings.zone)
+    return moment.astimezone(UTC)
+
+
+def local(moment: datetime, settings: Settings) -> str:
+    return moment.astimezone(settings.zone).strftime("%a %Y-%m-%d %H:%M %Z")

@@ -1,0 +1,199 @@
+"""`newsletter send` and `newsletter status`: the weekly job and what it did."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from newsletter import ledger
+from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
+from newsletter.models import Delivery, DeliveryStatus, Edition
+from newsletter.sending import (
+    Clock,
+    DeliveryReport,
+    SenderBusy,
+    Settled,
+    deliver,
+    settle,
+    unfinished_count,
+)
+from newsletter.sending import Progress as SendProgress
+from newsletter.settings import Settings
+from newsletter.transport import RelayUnavailable
+
+LOG_EVERY_SECONDS = 5.0
+
+
+def describe_settled(settled: Settled, settings: Settings) -> None:
+    """Say plainly what settling found."""
+    if settled.scheduled_at is None:
+        click.echo("No scheduled send time in the past year: nothing to settle.")
+        return
+    when = local(settled.scheduled_at, settings)
+    if settled.missed:
+        hours = settings.misfire_grace_hours
+        click.echo(
+            f"Missed: the send of {when} is more than {hours:g} hours ago (the grace); that week "
+            "is skipped and its issue stays queued.\n"
+            f"To send it anyway: newsletter send --now {settled.scheduled_at.isoformat()}",
+            err=True,
+        )
+    elif settled.nothing_queued:
+        click.echo(
+            f"Warning: nothing is queued for {when}; no email this week. "
+            "Queue issues with: newsletter issues queue issues/*.md",
+            err=True,
+        )
+    elif settled.created:
+        click.echo(
+            f"{when}: edition {settled.edition_id} settled: {settled.theme}, "
+            f"“{settled.subject}”, {settled.recipients} recipients."
+        )
+    else:
+        click.echo(f"{when}: edition {settled.edition_id} was settled before; finishing it.")
+    for theme in settled.skipped_themes:
+        if settled.created or settled.nothing_queued:
+            click.echo(
+                f"Warning: nothing queued for the theme {theme}; skipped this week.", err=True
+            )
+
+
+@contextmanager
+def progress_reporter(total: int) -> Iterator[Callable[[SendProgress], None]]:
+    """A rich progress bar on a terminal, a log line every few seconds otherwise."""
+    if console.is_terminal and total > 0:
+        columns = (
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.0f} msg/s"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("send", total=total, rate=0.0)
+
+            def update(p: SendProgress) -> None:
+                bar.update(task, completed=p.handled, rate=p.rate())
+
+            yield update
+        return
+    last = [time.monotonic()]
+
+    def log_line(p: SendProgress) -> None:
+        if time.monotonic() - last[0] >= LOG_EVERY_SECONDS:
+            last[0] = time.monotonic()
+            rate = p.rate()
+            left = max(total - p.handled, 0)
+            eta = f", about {left / rate:.0f} s left" if rate > 0 else ""
+            log.info(
+                "sent %d, failed %d, retry %d, skipped %d, %.0f msg/s%s",
+                p.sent, p.failed, p.retry, p.skipped, rate, eta,
+            )  # fmt: skip
+
+    yield log_line
+
+
+def describe_report(report: DeliveryReport, settings: Settings) -> None:
+    p = report.progress
+    if report.recovered:
+        click.echo(f"Took back {report.recovered} deliveries left unfinished by a stopped sender.")
+    if p.handled:
+        click.echo(
+            f"Sent {p.sent}, failed {p.failed}, to retry {p.retry}, skipped {p.skipped} "
+            f"({p.rate():.0f} messages/s)."
+        )
+        if settings.smtp is None:
+            click.echo(f"The messages are .eml files in {settings.outbox_dir}/.")
+    else:
+        click.echo("Nothing to deliver right now.")
+    if report.unfinished:
+        when = f" at {local(report.next_retry_at, settings)}" if report.next_retry_at else ""
+        click.echo(
+            f"{report.unfinished} deliveries are not finished; the next retry is due{when}. "
+            "The scheduler or `newsletter worker` sends them; so does the next `newsletter send`."
+        )
+
+
+@click.command()
+@click.option("--now", "now_text", metavar="ISO-8601", help="Run the job as of this moment.")
+@pass_runtime
+def send(rt: Runtime, now_text: str | None) -> None:
+    """The weekly job: settle this week's edition if due, then deliver what is due."""
+    rt.require_secret_key()
+    settings = rt.settings
+    factory = rt.factory()
+    clock = Clock(parse_now(now_text, settings) if now_text else None)
+    describe_settled(settle(factory, settings, clock.now()), settings)
+    try:
+        with progress_reporter(unfinished_count(factory)) as on_batch:
+            report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch)
+    except SenderBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    except RelayUnavailable as exc:
+        raise click.ClickException(
+            f"{exc}\nNothing more was sent; {unfinished_count(factory)} deliveries wait. "
+            "Fix the relay and run `newsletter send` again."
+        ) from None
+    describe_report(report, settings)
+
+
+@click.command()
+@click.argument("edition", required=False, type=int)
+@pass_runtime
+def status(rt: Runtime, edition: int | None) -> None:
+    """Each edition's deliveries per state, and the failure reasons grouped by reply."""
+    settings = rt.settings
+    with rt.factory()() as session:
+        query = select(Edition).order_by(Edition.scheduled_at.desc())
+        if edition is not None:
+            query = query.where(Edition.id == edition)
+        editions = session.scalars(query.limit(1 if edition else 20)).all()
+        if edition is not None and not editions:
+            raise click.ClickException(f"there is no edition {edition}")
+        table = Table(title="Editions")
+        states = list(DeliveryStatus)
+        for column in (
+            "edition",
+            "send time",
+            "theme",
+            "subject",
+            "state",
+            *[s.value for s in states],
+        ):
+            table.add_column(column)
+        for item in editions:
+            per_state = ledger.counts(session, item.id)
+            table.add_row(
+                str(item.id),
+                local(item.scheduled_at, settings),
+                item.theme,
+                item.subject,
+                item.status.value,
+                *[str(per_state[s]) for s in states],
+            )
+        console.print(table)
+        reasons = select(Delivery.last_code, Delivery.last_reply, func.count()).where(
+            Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.RETRY])
+        )
+        if edition is not None:
+            reasons = reasons.where(Delivery.edition_id == edition)
+        else:
+            reasons = reasons.where(Delivery.edition_id.in_([e.id for e in editions]))
+        grouped = session.execute(
+            reasons.group_by(Delivery.last_code, Delivery.last_reply)
+            .order_by(func.count().desc())
+            .limit(30)
+        ).all()
+    if grouped:
+        failures = Table(title="Failures and retries by reply")
+        for column in ("code", "reply", "deliveries"):
+            failures.add_column(column)
+        for code, reply, count in grouped:
+            failures.add_row(str(code or "—"), reply or "", str(count))
+        console.print(failures)

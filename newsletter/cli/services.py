@@ -1,0 +1,41 @@
+"""`newsletter serve` and `newsletter scheduler`: the long-running processes."""
+
+from __future__ import annotations
+
+import click
+import uvicorn
+
+from newsletter.cli._runtime import Runtime, log, pass_runtime
+from newsletter.db import PendingMigrationsError
+from newsletter.scheduler import Jobs, build_scheduler
+from newsletter.web import create_app
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@pass_runtime
+def serve(rt: Runtime, host: str, port: int) -> None:
+    """Serve the unsubscribe pages (and the rest of the web endpoints) over HTTP."""
+    rt.require_secret_key()
+    try:
+        app = create_app(rt.settings, rt.engine)
+    except PendingMigrationsError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("serving on http://%s:%d (public address %s)", host, port, rt.settings.base_url)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@click.command()
+@pass_runtime
+def scheduler(rt: Runtime) -> None:
+    """Run the weekly job on NEWSLETTER_SCHEDULE in NEWSLETTER_TIMEZONE, until stopped."""
+    rt.require_secret_key()
+    factory = rt.factory()
+    settings = rt.settings
+    runner = build_scheduler(Jobs(rt.engine, factory, settings), settings)
+    log.info("scheduler started: %r in %s", settings.schedule, settings.timezone)
+    try:
+        runner.start()
+    except (KeyboardInterrupt, SystemExit):
+        log.info("scheduler stopped")

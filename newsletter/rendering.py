@@ -1,0 +1,151 @@
+"""Turn an issue into the edition's HTML and text, once; fill in the personal parts per recipient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import mjml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+
+from newsletter.resources import resource_dir
+from newsletter.settings import Settings
+
+_DAYS = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
+_MONTHS = (
+    "januari", "februari", "maart", "april", "mei", "juni",
+    "juli", "augustus", "september", "oktober", "november", "december",
+)  # fmt: skip
+
+
+class RenderError(RuntimeError):
+    """A template could not be rendered or compiled."""
+
+
+@lru_cache(maxsize=4)
+def environment(templates: Path | None = None) -> Environment:
+    """The Jinja environment over templates/: HTML and MJML escaped, text not."""
+    return Environment(
+        loader=FileSystemLoader(templates or resource_dir("templates")),
+        autoescape=select_autoescape(enabled_extensions=("html", "mjml", "mjml.j2", "html.j2")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def dutch_date(moment: datetime) -> str:
+    """'zondag 29 november 2026'."""
+    return f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
+
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
+def markdown_to_html(body: str) -> Markup:
+    """The author's Markdown as HTML; raw HTML in it is shown as text, never run."""
+    return Markup(_markdown.render(body))  # noqa: S704 - markdown-it escapes, html is off
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Per-edition placeholders for the personal parts, unguessable so author text cannot hit them."""
+
+    greeting: str
+    unsubscribe_url: str
+
+    @classmethod
+    def for_seed(cls, seed: str) -> Markers:
+        return cls(greeting=f"NLP{seed}G", unsubscribe_url=f"NLP{seed}U")
+
+
+@dataclass(frozen=True)
+class IssueContent:
+    """What the templates need from an issue, whether a draft file or a queued snapshot."""
+
+    subject: str
+    theme: str
+    question: str
+    preheader: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class RenderedEdition:
+    subject: str
+    html: str
+    text: str
+
+
+def render_edition(
+    content: IssueContent, settings: Settings, *, seed: str, send_at: datetime
+) -> RenderedEdition:
+    """Render and compile the email once, with markers where each recipient's parts go."""
+    markers = Markers.for_seed(seed)
+    sender = settings.sender
+    context = {
+        "subject": content.subject,
+        "preheader": content.preheader or content.question,
+        "list_name": settings.list_name,
+        "edition_date": dutch_date(send_at.astimezone(settings.zone)),
+        "theme": content.theme,
+        "theme_label": content.theme.capitalize(),
+        "question": content.question,
+        "sender_name": sender.display_name or settings.list_name,
+        "sender_email": sender.addr_spec,
+        "postal_address": settings.postal_address,
+        "greeting": markers.greeting,
+        "unsubscribe_url": markers.unsubscribe_url,
+    }
+    env = environment()
+    mjml_source = env.get_template("email/newsletter.mjml.j2").render(
+        body_html=markdown_to_html(content.body), **context
+    )
+    try:
+        html = mjml.mjml2html(mjml_source)
+    except Exception as exc:  # mjml-python raises its own Rust-side error types
+        raise RenderError(f"the MJML template did not compile: {exc}") from exc
+    text = env.get_template("email/newsletter.txt.j2").render(body_text=content.body, **context)
+    return RenderedEdition(subject=content.subject, html=html, text=text)
+
+
+@lru_cache(maxsize=1)
+def _greeting_template() -> Template:
+    return environment().get_template("email/greeting.txt.j2")
+
+
+def greeting(name: str | None) -> str:
+    """The personal greeting line, from templates/email/greeting.txt.j2."""
+    return _greeting_template().render(name=name or "").strip()
+
+
+def split_on_markers(document: str, markers: Markers) -> list[str | int]:
+    """The document as static pieces and slots: 0 for the greeting, 1 for the unsubscribe URL."""
+    pieces: list[str | int] = []
+    rest = document
+    slots = {markers.greeting: 0, markers.unsubscribe_url: 1}
+    while True:
+        found = [(rest.find(marker), marker) for marker in slots if marker in rest]
+        if not found:
+            pieces.append(rest)
+            return pieces
+        index, marker = min(found)
+        pieces.append(rest[:index])
+        pieces.append(slots[marker])
+        rest = rest[index + len(marker) :]
+
+
+def personalise(
+    document: str, markers: Markers, *, greeting_text: str, url: str, html: bool
+) -> str:
+    """Fill in one recipient's parts (escaped for HTML where the document is HTML)."""
+    values = (str(escape(greeting_text)), str(escape(url))) if html else (greeting_text, url)
+    return "".join(
+        piece if isinstance(piece, str) else values[piece]
+        for piece in split_on_markers(document, markers)
+    )

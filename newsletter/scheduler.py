@@ -1,0 +1,82 @@
+"""The long-running scheduler: the weekly job on its cron, retries every minute."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter import planning
+from newsletter.sending import Clock, SenderBusy, deliver, run_job
+from newsletter.settings import Settings
+from newsletter.transport import RelayUnavailable
+
+log = logging.getLogger(__name__)
+
+WEEKLY_JOB_ID = "weekly-send"
+RETRY_JOB_ID = "deliver-due"
+RETRY_INTERVAL_SECONDS = 60
+
+
+class Jobs:
+    """The scheduler's jobs, each a plain call that never raises into APScheduler."""
+
+    def __init__(self, engine: Engine, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.engine = engine
+        self.factory = factory
+        self.settings = settings
+
+    def weekly(self) -> None:
+        try:
+            settled, report = run_job(self.engine, self.factory, self.settings, Clock())
+        except (SenderBusy, RelayUnavailable) as exc:
+            log.warning("weekly job: %s; the next minute's run tries again", exc)
+            return
+        if settled.missed:
+            log.warning("missed the send of %s: past the grace", settled.scheduled_at)
+        elif settled.nothing_queued:
+            log.warning("nothing queued for %s: no email this week", settled.scheduled_at)
+        for theme in settled.skipped_themes:
+            log.warning("nothing queued for the theme %s; skipped this week", theme)
+        log.info(
+            "weekly job: edition %s, sent %d, failed %d, to retry %d",
+            settled.edition_id, report.progress.sent, report.progress.failed,
+            report.progress.retry,
+        )  # fmt: skip
+
+    def deliver_due(self) -> None:
+        try:
+            report = deliver(self.engine, self.factory, self.settings, Clock())
+        except (SenderBusy, RelayUnavailable) as exc:
+            log.warning("delivering retries: %s", exc)
+            return
+        if report.progress.handled:
+            log.info(
+                "delivered due messages: sent %d, failed %d, to retry %d",
+                report.progress.sent, report.progress.failed, report.progress.retry,
+            )  # fmt: skip
+
+
+def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
+    """APScheduler 3 with the weekly cron: coalescing, one run at a time, the misfire grace."""
+    grace_seconds = int(planning.grace(settings).total_seconds())
+    scheduler = BlockingScheduler(
+        # One worker thread: the jobs never overlap, so on SQLite they never contend.
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
+        timezone=settings.zone,
+    )
+    scheduler.add_job(jobs.weekly, planning.trigger(settings), id=WEEKLY_JOB_ID)
+    # A scheduler started after 07:00 still sends this week's edition, within the grace:
+    # the job itself settles only the latest scheduled time, and only once.
+    scheduler.add_job(jobs.weekly, DateTrigger(datetime.now(UTC)), id="catch-up")
+    scheduler.add_job(
+        jobs.deliver_due, IntervalTrigger(seconds=RETRY_INTERVAL_SECONDS), id=RETRY_JOB_ID
+    )
+    return scheduler

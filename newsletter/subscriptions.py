@@ -1,0 +1,169 @@
+"""Subscribers: adding, importing and leaving, with addresses checked and unique whatever their case."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from newsletter.tokens import new_token_id, sign
+
+MAX_NAME = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)
+
+
+class AddressError(ValueError):
+    """An address or name that cannot be used, with the reason."""
+
+
+class AlreadySubscribed(ValueError):
+    """The address is already on the list."""
+
+
+def normalise_address(email: str) -> str:
+    """The address as it will be stored; raises AddressError saying why it is refused."""
+    try:
+        result = validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise AddressError(f"{email.strip() or '(empty)'}: {exc}") from None
+    return result.normalized
+
+
+def clean_name(name: str | None) -> str | None:
+    """A display name on one line, or None; names with control characters are refused."""
+    if name is None:
+        return None
+    if _CONTROL.search(name.strip()):
+        raise AddressError("the name holds control characters")
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise AddressError(f"the name is longer than {MAX_NAME} characters")
+    return name or None
+
+
+def address_key(email: str) -> str:
+    return email.lower()
+
+
+def find_by_address(session: Session, email: str) -> Subscriber | None:
+    return session.scalars(
+        select(Subscriber).where(Subscriber.email_key == address_key(email))
+    ).one_or_none()
+
+
+def add(session: Session, email: str, name: str | None, now: datetime) -> Subscriber:
+    """Add a confirmed subscriber (the operator vouches for consent)."""
+    address = normalise_address(email)
+    cleaned = clean_name(name)
+    existing = find_by_address(session, address)
+    if existing is not None:
+        raise AlreadySubscribed(f"{address} is already on the list ({existing.status.value})")
+    subscriber = Subscriber(
+        email=address,
+        email_key=address_key(address),
+        name=cleaned,
+        status=SubscriberStatus.SUBSCRIBED,
+        token_id=new_token_id(),
+        created_at=now,
+        subscribed_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _rows(text: str) -> Iterator[tuple[int, dict[str | None, str | list[str] | None]]]:
+    sample = text[:4096]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    if reader.fieldnames is None or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise AddressError("the first line must name the columns, with at least 'email'")
+    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+    for row in reader:
+        yield reader.line_num, row  # type: ignore[misc]
+
+
+def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
+    """Add every good row; report each bad one by line and skip it."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AddressError(f"{path} is not UTF-8 text ({exc.reason})") from None
+    report = ImportReport()
+    seen: set[str] = set()
+    try:
+        for line, row in _rows(text):
+            if None in row:
+                report.problems.append((line, "has more fields than the header names"))
+                continue
+            email = row.get("email")
+            name = row.get("name")
+            if not isinstance(email, str) or not email.strip():
+                report.problems.append((line, "no address in the email column"))
+                continue
+            try:
+                address = normalise_address(email)
+                cleaned = clean_name(name if isinstance(name, str) else None)
+            except AddressError as exc:
+                report.problems.append((line, str(exc)))
+                continue
+            if address_key(address) in seen:
+                report.problems.append((line, f"{address} appears twice in the file"))
+                continue
+            seen.add(address_key(address))
+            existing = find_by_address(session, address)
+            if existing is not None:
+                report.already.append(f"{address} ({existing.status.value})")
+                continue
+            add(session, address, cleaned, now)
+            report.added.append(address)
+    except csv.Error as exc:
+        raise AddressError(f"{path}: unreadable CSV: {exc}") from None
+    return report
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    """Take the subscriber off the list now, including the rest of any send in progress."""
+    changed = subscriber.status is SubscriberStatus.SUBSCRIBED
+    if changed:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id, Delivery.status.in_(UNFINISHED))
+        .values(status=DeliveryStatus.SKIPPED, last_reply="unsubscribed", finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return changed
+
+
+def find_by_token_id(session: Session, token_id: str) -> Subscriber | None:
+    return session.scalars(select(Subscriber).where(Subscriber.token_id == token_id)).one_or_none()
+
+
+UNSUBSCRIBE = "unsubscribe"
+
+
+def unsubscribe_url(base_url: str, keys: list[bytes], token_id: str) -> str:
+    return f"{base_url}/afmelden/{sign(keys, UNSUBSCRIBE, token_id)}"
