@@ -1,3 +1,3 @@
-"""A calm weekly reflection newsletter: Markdown issues, theme rotation, exact delivery, one-click leave."""
+"""A calm weekly reflection newsletter: Markdown issues, themes, exact delivery, one-click leave."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Issue files: parse and check the Markdown with front matter an author writes, and queue snapshots."""
+"""Issue files: parse and check the Markdown an author writes, and queue snapshots of it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -70,7 +70,7 @@ class IssueDraft:
 
 
 def collect_paths(paths: Iterable[Path], issues_dir: Path) -> list[Path]:
-    """The files named, folders expanded to their *.md files; nothing named means the issues folder."""
+    """The files named, folders expanded to their *.md files; none named: the issues folder."""
     given = list(paths) or [issues_dir]
     found: list[Path] = []
     for path in given:
@@ -131,7 +131,7 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
         line = raw[: exc.start].count(b"\n") + 1
         raise IssueFileError([Problem(path, line, None, "is not UTF-8 text")]) from None
     text = text.replace("\r\n", "\n")
-    handler = frontmatter.YAMLHandler()
+    handler = YAMLHandler()
     if not text.startswith("---\n") or not handler.detect(text):
         raise IssueFileError(
             [Problem(path, 1, None, "no front matter: start the file with a line '---'")]
@@ -146,17 +146,17 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
         meta = yaml.safe_load(front)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else None
+        yaml_line: int | None = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or "malformed"
         raise IssueFileError(
-            [Problem(path, line, "front matter", f"is not valid YAML ({reason})")]
+            [Problem(path, yaml_line, "front matter", f"is not valid YAML ({reason})")]
         ) from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
         raise IssueFileError([Problem(path, 2, "front matter", "must be 'field: value' lines")])
 
-    key_lines = _key_lines(front, first_line=2)
+    key_lines = _key_lines(front, first_line=1)  # split() keeps the newline after ---
     problems: list[Problem] = []
 
     def line_of(name: str) -> int | None:
@@ -196,7 +196,7 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
     problems.extend(_check_question(values["question"], line_of("question"), path))
     body = body.strip("\n")
     if not body.strip():
-        body_line = len(front.splitlines()) + 3
+        body_line = len(front.splitlines()) + 2
         problems.append(
             Problem(
                 path, body_line, "body", "is empty; write the reflection below the front matter"
@@ -247,7 +247,7 @@ class QueueOutcome:
 
 
 def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list[QueueOutcome]:
-    """Store a snapshot of each draft: new ones queued, changed unsent ones updated, sent ones kept."""
+    """Snapshot each draft: new ones queued, changed unsent ones updated, sent ones kept."""
     outcomes: list[QueueOutcome] = []
     for draft in drafts:
         issue = session.scalars(

@@ -106,7 +106,10 @@ class EditionMessage:
             )
             + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
         )
-        part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        part_head = (
+            'Content-Type: text/{}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
         self.text_head = f"--{boundary}\r\n{part_head.format('plain')}".encode()
         self.html_head = f"--{boundary}\r\n{part_head.format('html')}".encode()
         self.tail = f"--{boundary}--\r\n".encode()

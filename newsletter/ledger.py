@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
@@ -128,8 +129,8 @@ def skipped_among(session: Session, delivery_ids: Sequence[int]) -> set[int]:
 
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
-    """Exponential backoff with full jitter in its upper half: 1, 2, 4 … minutes, at most 4 hours."""
-    ceiling = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+    """Exponential backoff, jittered in its upper half: 1, 2, 4 … minutes, at most 4 hours."""
+    ceiling: timedelta = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
     return ceiling * (0.5 + rng.random() / 2)
 
 
@@ -172,7 +173,7 @@ def record(session: Session, results: Sequence[Result], *, owner: str, now: date
     """Write the outcomes of claimed deliveries; bounced addresses leave the list."""
     if not results:
         return
-    table = Delivery.__table__
+    table = cast(Table, Delivery.__table__)
     statement = (
         update(table)
         .where(
@@ -296,7 +297,7 @@ def counts(session: Session, edition_id: int | None = None) -> dict[DeliveryStat
     query = select(Delivery.status, func.count()).group_by(Delivery.status)
     if edition_id is not None:
         query = query.where(Delivery.edition_id == edition_id)
-    found = dict(session.execute(query).tuples().all())
+    found: dict[DeliveryStatus, int] = {status: n for status, n in session.execute(query)}
     return {status: found.get(status, 0) for status in DeliveryStatus}
 
 

@@ -1,4 +1,4 @@
-"""Turn an issue into the edition's HTML and text, once; fill in the personal parts per recipient."""
+"""Render an issue into the edition's HTML and text once; fill in personal parts per recipient."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def markdown_to_html(body: str) -> Markup:
 
 @dataclass(frozen=True)
 class Markers:
-    """Per-edition placeholders for the personal parts, unguessable so author text cannot hit them."""
+    """Per-edition placeholders for the personal parts; unguessable, so no author text hits them."""
 
     greeting: str
     unsubscribe_url: str

@@ -1,13 +1,22 @@
-"""The weekly job: settle this week's edition, then deliver every due message exactly once."""
+"""The delivery engine: connections that claim due deliveries, send them, and record every outcome.
+
+Several connections (threads) share one process: each owns an SMTP connection and claims its own
+small batches, so at most `NEWSLETTER_INFLIGHT_WINDOW` accepted messages can ever be unrecorded.
+On PostgreSQL, processes on any machine share the work with `FOR UPDATE SKIP LOCKED`; each holds an
+advisory lock for its lifetime, so a sender that died is known at once and its claims are taken
+back. On SQLite one process sends at a time, guarded by an OS file lock.
+"""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import random
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,36 +25,35 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Engine, insert, literal, select
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import ledger, planning
+from newsletter import ledger
 from newsletter.composing import EditionMessage, Recipient
 from newsletter.db import is_sqlite, transaction
-from newsletter.models import (
-    Delivery,
-    DeliveryStatus,
-    Edition,
-    EditionStatus,
-    IssueStatus,
-    Subscriber,
-    SubscriberStatus,
-)
-from newsletter.rendering import IssueContent, render_edition
+from newsletter.editions import Settled, settle
+from newsletter.models import Delivery, DeliveryStatus, Edition
+from newsletter.pacing import Pacer
 from newsletter.settings import Settings
 from newsletter.subscriptions import unsubscribe_url
 from newsletter.transport import OutboxTransport, RelayUnavailable, SmtpTransport, Transport
 
 log = logging.getLogger(__name__)
 
-# How often a sender re-reads which of its claimed deliveries were skipped by an unsubscribe.
+# How often a connection re-reads which of its claimed deliveries an unsubscribe skipped.
 SKIP_REFRESH_SECONDS = 0.5
+# How often the hourly and daily caps are re-counted from the ledger.
+CAP_REFRESH_SECONDS = 10.0
 
 
 class SenderBusy(RuntimeError):
     """Another process is already sending from this SQLite database."""
+
+
+class CapReached(RuntimeError):
+    """The hourly or daily cap is used up; sending resumes when the window moves on."""
 
 
 class Clock:
@@ -59,100 +67,8 @@ class Clock:
         return self.start + timedelta(seconds=time.monotonic() - self._t0)
 
 
-@dataclass(frozen=True)
-class Settled:
-    """What settling found: the edition of the latest scheduled time, or why there is none."""
-
-    scheduled_at: datetime | None
-    edition_id: int | None = None
-    created: bool = False
-    recipients: int = 0
-    missed: bool = False
-    nothing_queued: bool = False
-    skipped_themes: list[str] = field(default_factory=list)
-    theme: str | None = None
-    subject: str | None = None
-
-
-def settle(factory: sessionmaker[Session], settings: Settings, now: datetime) -> Settled:
-    """Create the edition of the latest scheduled time at or before now, once, within the grace."""
-    scheduled_at = planning.latest_time(settings, now)
-    if scheduled_at is None:
-        return Settled(None)
-    with transaction(factory) as session:
-        existing = session.scalars(
-            select(Edition).where(Edition.scheduled_at == scheduled_at)
-        ).one_or_none()
-        if existing is not None:
-            return Settled(
-                scheduled_at, existing.id, theme=existing.theme, subject=existing.subject
-            )
-    if now - scheduled_at > planning.grace(settings):
-        return Settled(scheduled_at, missed=True)
-    try:
-        with transaction(factory) as session:
-            return _create_edition(session, settings, scheduled_at, now)
-    except IntegrityError:
-        # Another scheduler or `send` settled the same time first: the database said no.
-        with transaction(factory) as session:
-            edition = session.scalars(
-                select(Edition).where(Edition.scheduled_at == scheduled_at)
-            ).one()
-            return Settled(scheduled_at, edition.id, theme=edition.theme, subject=edition.subject)
-
-
-def _create_edition(
-    session: Session, settings: Settings, scheduled_at: datetime, now: datetime
-) -> Settled:
-    choice = planning.choose_issue(session, settings.themes)
-    if choice.issue is None:
-        return Settled(scheduled_at, nothing_queued=True, skipped_themes=choice.skipped_themes)
-    issue = choice.issue
-    seed = secrets.token_hex(8)
-    rendered = render_edition(
-        IssueContent(issue.subject, issue.theme, issue.question, issue.preheader, issue.body),
-        settings,
-        seed=seed,
-        send_at=scheduled_at,
-    )
-    edition = Edition(
-        scheduled_at=scheduled_at,
-        issue_id=issue.id,
-        theme=issue.theme,
-        subject=rendered.subject,
-        html=rendered.html,
-        text=rendered.text,
-        message_id_seed=seed,
-        status=EditionStatus.SENDING,
-        created_at=now,
-    )
-    session.add(edition)
-    session.flush()
-    issue.status = IssueStatus.SENT
-    result = session.execute(
-        insert(Delivery).from_select(
-            ["edition_id", "subscriber_id", "status", "attempts"],
-            select(
-                literal(edition.id),
-                Subscriber.id,
-                literal(DeliveryStatus.PENDING.value),
-                literal(0),
-            ).where(Subscriber.status == SubscriberStatus.SUBSCRIBED),
-        )
-    )
-    return Settled(
-        scheduled_at,
-        edition.id,
-        created=True,
-        recipients=int(result.rowcount),  # type: ignore[attr-defined]
-        skipped_themes=choice.skipped_themes,
-        theme=edition.theme,
-        subject=edition.subject,
-    )
-
-
 def new_owner() -> str:
-    """A sender's identity in the ledger: host, pid and a random part."""
+    """A sender process's identity in the ledger: host, pid and a random part."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
@@ -169,23 +85,27 @@ def make_transport(settings: Settings) -> Transport:
 
 @dataclass
 class Progress:
-    """Running totals of one delivery run."""
+    """Running totals of one delivery run, shared by its connections."""
 
     sent: int = 0
     failed: int = 0
     retry: int = 0
     skipped: int = 0
     started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, status: DeliveryStatus) -> None:
-        if status is DeliveryStatus.SENT:
-            self.sent += 1
-        elif status is DeliveryStatus.FAILED:
-            self.failed += 1
-        elif status is DeliveryStatus.RETRY:
-            self.retry += 1
-        elif status is DeliveryStatus.SKIPPED:
-            self.skipped += 1
+    def add(self, results: list[ledger.Result]) -> None:
+        with self.lock:
+            for result in results:
+                status = result.status
+                if status is DeliveryStatus.SENT:
+                    self.sent += 1
+                elif status is DeliveryStatus.FAILED:
+                    self.failed += 1
+                elif status is DeliveryStatus.RETRY:
+                    self.retry += 1
+                elif status is DeliveryStatus.SKIPPED:
+                    self.skipped += 1
 
     @property
     def handled(self) -> int:
@@ -196,127 +116,213 @@ class Progress:
         return self.handled / elapsed if elapsed > 0 else 0.0
 
 
-class Sender:
-    """Claims due deliveries in small batches, sends each over one transport, records outcomes."""
+class Caps:
+    """The relay's hourly and daily limits, counted from the ledger across all senders."""
 
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        settings: Settings,
-        transport: Transport,
-        clock: Clock,
-        *,
-        owner: str | None = None,
-        skip_locked: bool = False,
-        batch_size: int | None = None,
-        on_batch: Callable[[Progress], None] | None = None,
-        pace: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, factory: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
         self.factory = factory
-        self.settings = settings
-        self.transport = transport
+        self.hourly = settings.smtp_hourly_limit
+        self.daily = settings.smtp_daily_limit
         self.clock = clock
-        self.owner = owner or new_owner()
-        self.skip_locked = skip_locked
-        self.batch_size = batch_size or settings.inflight_window
-        self.on_batch = on_batch
-        self.pace = pace
-        self.keys = settings.secret_keys()
-        self.lease = timedelta(seconds=settings.lease_seconds)
-        self.max_age = timedelta(hours=settings.retry_max_age_hours)
+        self._lock = threading.Lock()
+        self._left: int | None = None
+        self._counted = 0.0
+
+    def _count(self) -> int | None:
+        if not self.hourly and not self.daily:
+            return None
+        now = self.clock.now()
+        left: list[int] = []
+        with self.factory() as session:
+            for cap, window in ((self.hourly, timedelta(hours=1)), (self.daily, timedelta(days=1))):
+                if cap:
+                    used = session.scalar(
+                        select(func.count()).where(
+                            Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
+                            func.coalesce(Delivery.finished_at, now) >= now - window,
+                        )
+                    )
+                    left.append(cap - int(used or 0))
+        return max(min(left), 0)
+
+    def take(self, wanted: int) -> int:
+        """How many of `wanted` messages may be claimed now (0: the cap is reached)."""
+        with self._lock:
+            if self._left is None or time.monotonic() - self._counted > CAP_REFRESH_SECONDS:
+                self._left = self._count()
+                self._counted = time.monotonic()
+            if self._left is None:
+                return wanted
+            granted = min(wanted, self._left)
+            self._left -= granted
+            return granted
+
+
+@dataclass
+class Shared:
+    """What the connections of one process share."""
+
+    factory: sessionmaker[Session]
+    settings: Settings
+    clock: Clock
+    owner: str
+    skip_locked: bool
+    batch_size: int
+    pacer: Pacer
+    caps: Caps
+    progress: Progress
+    stop: threading.Event  # asked from outside (SIGTERM): finish in-flight messages, then stop
+    keys: list[bytes]
+    abort: threading.Event = field(default_factory=threading.Event)  # one connection failed
+    messages: dict[int, EditionMessage] = field(default_factory=dict)
+    messages_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.abort.is_set()
+
+    def message(self, edition_id: int) -> EditionMessage:
+        with self.messages_lock:
+            message = self.messages.get(edition_id)
+            if message is None:
+                with self.factory() as session:
+                    edition = session.get_one(Edition, edition_id)
+                    message = EditionMessage(
+                        self.settings,
+                        subject=edition.subject,
+                        html=edition.html,
+                        text=edition.text,
+                        seed=edition.message_id_seed,
+                    )
+                self.messages[edition_id] = message
+            return message
+
+
+class ConnectionLoop:
+    """One connection's loop: claim a batch, send it, record it, until nothing is due."""
+
+    def __init__(self, shared: Shared, transport: Transport) -> None:
+        self.shared = shared
+        self.transport = transport
+        self.lease = timedelta(seconds=shared.settings.lease_seconds)
+        self.max_age = timedelta(hours=shared.settings.retry_max_age_hours)
         self.rng = random.Random()
-        self.progress = Progress()
-        self._messages: dict[int, EditionMessage] = {}
 
-    def _message(self, edition_id: int) -> EditionMessage:
-        message = self._messages.get(edition_id)
-        if message is None:
-            with self.factory() as session:
-                edition = session.get_one(Edition, edition_id)
-                message = EditionMessage(
-                    self.settings,
-                    subject=edition.subject,
-                    html=edition.html,
-                    text=edition.text,
-                    seed=edition.message_id_seed,
-                )
-            self._messages[edition_id] = message
-        return message
-
-    def run(self, should_stop: Callable[[], bool] = lambda: False) -> Progress:
-        """Send until nothing is due (or asked to stop); RelayUnavailable stops the run."""
-        while not should_stop():
-            with transaction(self.factory) as session:
+    def run(self) -> None:
+        shared = self.shared
+        while not shared.stopping():
+            limit = shared.caps.take(shared.batch_size)
+            if limit == 0:
+                raise CapReached("the hourly or daily sending cap is reached")
+            with transaction(shared.factory) as session:
                 batch = ledger.claim(
                     session,
-                    owner=self.owner,
-                    now=self.clock.now(),
+                    owner=shared.owner,
+                    now=shared.clock.now(),
                     lease=self.lease,
-                    limit=self.batch_size,
-                    skip_locked=self.skip_locked,
+                    limit=limit,
+                    skip_locked=shared.skip_locked,
                 )
             if not batch:
-                break
+                return
             self._send_batch(batch)
-        with transaction(self.factory) as session:
-            ledger.finish_editions(session, self.clock.now())
-        return self.progress
 
     def _send_batch(self, batch: list[ledger.Claimed]) -> None:
+        shared = self.shared
         results: list[ledger.Result] = []
         skipped: set[int] = set()
         refreshed = time.monotonic()
         try:
             for index, item in enumerate(batch):
+                if shared.stopping():
+                    break  # finish in-flight work only; the rest is released below
                 if time.monotonic() - refreshed > SKIP_REFRESH_SECONDS:
-                    with self.factory() as session:
-                        skipped = ledger.skipped_among(
-                            session, [c.delivery_id for c in batch[index:]]
-                        )
+                    with shared.factory() as session:
+                        pending = [c.delivery_id for c in batch[index:]]
+                        skipped = ledger.skipped_among(session, pending)
                     refreshed = time.monotonic()
                 if item.delivery_id in skipped:
-                    continue  # already marked skipped by the unsubscribe itself
+                    continue  # the unsubscribe already marked it skipped
                 if not item.active:
                     results.append(ledger.Result(item, DeliveryStatus.SKIPPED))
                     continue
-                if self.pace is not None:
-                    self.pace()
-                message = self._message(item.edition_id)
-                url = unsubscribe_url(self.settings.base_url, self.keys, item.token_id)
-                recipient = Recipient(item.delivery_id, item.email, item.name, url)
-                data = message.build(recipient, datetime.now(UTC))
-                outcome = self.transport.send(
-                    message.envelope_from, item.email, data, self._file_name(item)
-                )
-                results.append(
-                    ledger.decide(item, outcome, self.clock.now(), self.max_age, self.rng)
-                )
-        except RelayUnavailable:
+                results.append(self._send_one(item))
+        finally:
             done = {r.claimed.delivery_id for r in results}
-            with transaction(self.factory) as session:
-                ledger.record(session, results, owner=self.owner, now=self.clock.now())
-                ledger.release(
-                    session,
-                    [c.delivery_id for c in batch if c.delivery_id not in done],
-                    owner=self.owner,
-                )
-            self._count(results)
-            raise
-        with transaction(self.factory) as session:
-            ledger.record(session, results, owner=self.owner, now=self.clock.now())
-        self._count(results)
+            untried = [c.delivery_id for c in batch if c.delivery_id not in done]
+            with transaction(shared.factory) as session:
+                ledger.record(session, results, owner=shared.owner, now=shared.clock.now())
+                ledger.release(session, untried, owner=shared.owner)
+            shared.progress.add(results)
 
-    def _count(self, results: list[ledger.Result]) -> None:
-        for result in results:
-            self.progress.add(result.status)
-        if self.on_batch is not None:
-            self.on_batch(self.progress)
+    def _send_one(self, item: ledger.Claimed) -> ledger.Result:
+        shared = self.shared
+        shared.pacer.wait()
+        message = shared.message(item.edition_id)
+        url = unsubscribe_url(shared.settings.base_url, shared.keys, item.token_id)
+        data = message.build(
+            Recipient(item.delivery_id, item.email, item.name, url), datetime.now(UTC)
+        )
+        outcome = self.transport.send(message.envelope_from, item.email, data, _file_name(item))
+        if outcome.throttled:
+            shared.pacer.throttled()
+        return ledger.decide(item, outcome, shared.clock.now(), self.max_age, self.rng)
 
-    @staticmethod
-    def _file_name(item: ledger.Claimed) -> str:
-        """Where the outbox writes this message: one folder per edition."""
-        safe = "".join(ch if ch.isalnum() or ch in "@.-_" else "_" for ch in item.email)
-        return f"edition-{item.edition_id}/{item.delivery_id:07d}-{safe}"
+
+def _file_name(item: ledger.Claimed) -> str:
+    """Where the outbox writes this message: one folder per edition."""
+    safe = "".join(ch if ch.isalnum() or ch in "@.-_" else "_" for ch in item.email)
+    return f"edition-{item.edition_id}/{item.delivery_id:07d}-{safe}"
+
+
+# --- one process, many connections --------------------------------------------------------
+
+
+def _lock_key(owner: str) -> int:
+    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def liveness(engine: Engine, owner: str) -> Iterator[Connection | None]:
+    """PostgreSQL: hold an advisory lock named after this sender for as long as it lives."""
+    if is_sqlite(engine):
+        yield None
+        return
+    connection = engine.connect()
+    try:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(owner)})
+        connection.commit()
+        yield connection
+    finally:
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(owner)})
+            connection.commit()
+        except OperationalError:
+            pass  # the connection is gone, and the lock with it
+        connection.close()
+
+
+def recover_dead_senders(engine: Engine, factory: sessionmaker[Session], owner: str) -> int:
+    """Take back deliveries claimed by senders that are gone; returns how many."""
+    with transaction(factory) as session:
+        if is_sqlite(engine):
+            # Under the sender file lock no other SQLite sender can be alive.
+            return ledger.recover_abandoned(session)
+        owners = session.scalars(
+            select(Delivery.lease_owner)
+            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_owner != owner)
+            .distinct()
+        ).all()
+        live = [owner]
+        for other in owners:
+            if other is None:
+                continue
+            # The try-lock succeeds only if the owner's session (and so the owner) is gone.
+            gone = session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(other)}
+            )
+            if not gone:
+                live.append(other)
+        return ledger.recover_abandoned(session, live_owners=live)
 
 
 def _sqlite_lock_path(engine: Engine) -> Path | None:
@@ -327,17 +333,11 @@ def _sqlite_lock_path(engine: Engine) -> Path | None:
 
 
 @contextmanager
-def sender_lock(engine: Engine) -> Iterator[bool]:
-    """On SQLite, one sending process at a time (an OS lock, gone when the process dies).
-
-    Yields True when this process may treat every claimed-but-unfinished delivery as abandoned.
-    """
-    if not is_sqlite(engine):
-        yield False
-        return
-    path = _sqlite_lock_path(engine)
+def sender_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, one sending process at a time (an OS lock, gone when the process dies)."""
+    path = _sqlite_lock_path(engine) if is_sqlite(engine) else None
     if path is None:
-        yield True
+        yield
         return
     handle: IO[str] = path.open("a+")
     try:
@@ -355,7 +355,7 @@ def sender_lock(engine: Engine) -> Iterator[bool]:
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
         handle.flush()
-        yield True
+        yield
     finally:
         handle.close()
 
@@ -376,6 +376,73 @@ def unfinished_count(factory: sessionmaker[Session]) -> int:
     return sum(totals[s] for s in ledger.UNFINISHED)
 
 
+class SendingProcess:
+    """The connections of one sending process, and their shared state."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        clock: Clock,
+        *,
+        transport_factory: Callable[[], Transport] | None = None,
+        stop: threading.Event | None = None,
+        connections: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.connections = connections or settings.smtp_connections
+        if settings.smtp is None:
+            self.connections = 1  # the outbox is a folder; more threads gain nothing
+        self.transport_factory = transport_factory or (lambda: make_transport(settings))
+        self.shared = Shared(
+            factory=factory,
+            settings=settings,
+            clock=clock,
+            owner=new_owner(),
+            skip_locked=not is_sqlite(engine),
+            batch_size=max(1, settings.inflight_window // self.connections),
+            pacer=Pacer(settings.smtp_rate or None),
+            caps=Caps(factory, settings, clock),
+            progress=Progress(),
+            stop=stop or threading.Event(),
+            keys=settings.secret_keys(),
+        )
+
+    def run_once(self, on_batch: Callable[[Progress], None] | None = None) -> None:
+        """Run every connection until nothing is due; the first fatal error stops them all."""
+        errors: list[BaseException] = []
+
+        def connection_main() -> None:
+            transport = self.transport_factory()
+            try:
+                ConnectionLoop(self.shared, transport).run()
+            except BaseException as exc:
+                errors.append(exc)
+                self.shared.abort.set()
+            finally:
+                transport.close()
+
+        self.shared.abort.clear()
+        threads = [
+            threading.Thread(target=connection_main, name=f"smtp-{i}", daemon=True)
+            for i in range(self.connections)
+        ]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.25)
+            if on_batch is not None:
+                on_batch(self.shared.progress)
+        if errors:
+            raise errors[0]
+        if on_batch is not None:
+            on_batch(self.shared.progress)
+        with transaction(self.shared.factory) as session:
+            ledger.finish_editions(session, self.shared.clock.now())
+
+
 def deliver(
     engine: Engine,
     factory: sessionmaker[Session],
@@ -383,22 +450,64 @@ def deliver(
     clock: Clock,
     *,
     on_batch: Callable[[Progress], None] | None = None,
-    transport: Transport | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Send every due delivery of every edition; RelayUnavailable stops the run."""
-    with sender_lock(engine) as alone:
-        recovered = 0
-        if alone:
-            with transaction(factory) as session:
-                recovered = ledger.recover_abandoned(session)
-        transport = transport or make_transport(settings)
-        try:
-            progress = Sender(factory, settings, transport, clock, on_batch=on_batch).run()
-        finally:
-            transport.close()
+    """Send every due delivery of every edition; RelayUnavailable or CapReached stop the run."""
+    run = SendingProcess(
+        engine, factory, settings, clock, transport_factory=transport_factory, stop=stop
+    )
+    with sender_lock(engine), liveness(engine, run.shared.owner):
+        recovered = recover_dead_senders(engine, factory, run.shared.owner)
+        run.run_once(on_batch)
     with factory() as session:
         next_retry = ledger.next_retry_at(session)
-    return DeliveryReport(progress, recovered, unfinished_count(factory), next_retry)
+    return DeliveryReport(run.shared.progress, recovered, unfinished_count(factory), next_retry)
+
+
+def work(
+    engine: Engine,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    clock: Clock | None = None,
+    idle_seconds: float = 5.0,
+    pause_seconds: float = 30.0,
+    on_batch: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """The worker loop: send whatever falls due until `stop` is set; survives relay outages and a
+    lost database connection (it reconnects under a new identity)."""
+    clock = clock or Clock()
+    progress = Progress()
+    with sender_lock(engine):
+        while not stop.is_set():
+            run = SendingProcess(engine, factory, settings, clock, stop=stop)
+            run.shared.progress = progress
+            try:
+                with liveness(engine, run.shared.owner) as lock_connection:
+                    while not stop.is_set():
+                        if lock_connection is not None:
+                            lock_connection.execute(text("SELECT 1"))
+                        recovered = recover_dead_senders(engine, factory, run.shared.owner)
+                        if recovered:
+                            log.info("took back %d deliveries of a sender that stopped", recovered)
+                        try:
+                            run.run_once(on_batch)
+                        except RelayUnavailable as exc:
+                            log.warning("%s; trying again in %.0f s", exc, pause_seconds)
+                            stop.wait(pause_seconds)
+                            continue
+                        except CapReached as exc:
+                            log.info("%s; waiting %.0f s", exc, pause_seconds)
+                            stop.wait(pause_seconds)
+                            continue
+                        stop.wait(idle_seconds)
+            except OperationalError as exc:
+                log.warning("lost the database connection (%s); reconnecting", exc.orig)
+                engine.dispose()
+                stop.wait(min(idle_seconds, 5.0))
+    return progress
 
 
 def run_job(

@@ -1,8 +1,8 @@
-"""The one settings object, read once at start-up from NEWSLETTER_* variables (and an optional .env)."""
+"""The one settings object, read once at start-up from NEWSLETTER_* variables (or a .env)."""
 
 from __future__ import annotations
 
-import warnings
+import logging
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "NEWSLETTER_"
-DEMO_SECRET_KEY = "demo-only-secret-key-do-not-use-in-production"
+DEMO_SECRET_KEY = "demo-only-secret-key-do-not-use-in-production"  # noqa: S105 - public on purpose
 
 
 class SettingsError(ValueError):
@@ -220,7 +220,7 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             current = self.secret_key.get_secret_value()
         elif self.demo:
-            warnings.warn("NEWSLETTER_DEMO is on: using the public demo key", stacklevel=2)
+            logging.getLogger(__name__).warning("NEWSLETTER_DEMO is on: using the public demo key")
             current = DEMO_SECRET_KEY
         else:
             raise SettingsError(

@@ -1,4 +1,4 @@
-"""Subscribers: adding, importing and leaving, with addresses checked and unique whatever their case."""
+"""Subscribers: adding, importing and leaving; addresses checked and unique whatever their case."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def _rows(text: str) -> Iterator[tuple[int, dict[str | None, str | list[str] | N
         raise AddressError("the first line must name the columns, with at least 'email'")
     reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
     for row in reader:
-        yield reader.line_num, row  # type: ignore[misc]
+        yield reader.line_num, row
 
 
 def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:

@@ -19,7 +19,7 @@ class InvalidToken(ValueError):
 
 
 def new_token_id() -> str:
-    """A random 128-bit id (hex): what a subscriber's links carry instead of the address or row id."""
+    """A random 128-bit id (hex): what links carry instead of the address or the row id."""
     return secrets.token_hex(_ID_BYTES)
 
 

@@ -7,6 +7,7 @@ permanent. RFC 5321 §4.2.1: 4yz is temporary, 5yz permanent, except that 552 to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import smtplib
 import ssl
@@ -123,10 +124,8 @@ class SmtpTransport:
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 connection.close()
-            except OSError:
-                pass
 
     def send(self, envelope_from: str, recipient: str, data: bytes, name: str) -> Outcome:
         if self._connection is not None and self._sent_on_connection >= self.max_messages:

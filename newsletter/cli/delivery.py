@@ -13,16 +13,9 @@ from sqlalchemy import func, select
 
 from newsletter import ledger
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
+from newsletter.editions import Settled, settle
 from newsletter.models import Delivery, DeliveryStatus, Edition
-from newsletter.sending import (
-    Clock,
-    DeliveryReport,
-    SenderBusy,
-    Settled,
-    deliver,
-    settle,
-    unfinished_count,
-)
+from newsletter.sending import Clock, DeliveryReport, SenderBusy, deliver, unfinished_count
 from newsletter.sending import Progress as SendProgress
 from newsletter.settings import Settings
 from newsletter.transport import RelayUnavailable
@@ -37,11 +30,12 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
         return
     when = local(settled.scheduled_at, settings)
     if settled.missed:
+        local_iso = settled.scheduled_at.astimezone(settings.zone).isoformat()
         hours = settings.misfire_grace_hours
         click.echo(
             f"Missed: the send of {when} is more than {hours:g} hours ago (the grace); that week "
             "is skipped and its issue stays queued.\n"
-            f"To send it anyway: newsletter send --now {settled.scheduled_at.isoformat()}",
+            f"To send it anyway: newsletter send --now {local_iso}",
             err=True,
         )
     elif settled.nothing_queued:

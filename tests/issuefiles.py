@@ -1,0 +1,28 @@
+"""Writing issue files for tests: the tests use their own texts, not the sample issues."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_issue(
+    folder: Path,
+    name: str,
+    *,
+    theme: str = "loslaten",
+    subject: str = "Een open hand",
+    question: str = "Wat mag je deze week uit handen geven?",
+    preheader: str | None = "Een korte overdenking voor de zondag.",
+    body: str = "Soms is *loslaten* het zachtste wat je kunt doen.\n\nAdem uit, en kijk wat blijft.\n",
+    extra: str = "",
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["---", f"theme: {theme}", f"subject: {subject}", f"question: {question}"]
+    if preheader is not None:
+        lines.append(f"preheader: {preheader}")
+    if extra:
+        lines.append(extra)
+    lines.append("---")
+    path = folder / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
+    return path
