@@ -115,19 +115,6 @@ def claim(
     ]
 
 
-def skipped_among(session: Session, delivery_ids: Sequence[int]) -> set[int]:
-    """Which of these claimed deliveries were skipped meanwhile (the reader left)."""
-    if not delivery_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Delivery.id).where(
-                Delivery.id.in_(list(delivery_ids)), Delivery.status == DeliveryStatus.SKIPPED
-            )
-        )
-    )
-
-
 def backoff(attempts: int, rng: random.Random) -> timedelta:
     """Exponential backoff, jittered in its upper half: 1, 2, 4 … minutes, at most 4 hours."""
     ceiling: timedelta = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
@@ -305,3 +292,48 @@ def next_retry_at(session: Session) -> datetime | None:
     return session.scalar(
         select(func.min(Delivery.next_attempt_at)).where(Delivery.status == DeliveryStatus.RETRY)
     )
+
+
+def requeue_failed(session: Session, edition_id: int, *, include_bounced: bool) -> tuple[int, int]:
+    """Put an edition's failed deliveries back in the queue (after the relay was fixed).
+
+    Readers marked bounced by this edition stay off the list unless `include_bounced`, for when
+    the relay, not the address, was at fault. Returns (requeued, readers restored).
+    """
+    restored = 0
+    if include_bounced:
+        bounced_here = select(Delivery.subscriber_id).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED
+        )
+        result = session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.id.in_(bounced_here.scalar_subquery()),
+                Subscriber.status == SubscriberStatus.BOUNCED,
+            )
+            .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        restored = int(result.rowcount)  # type: ignore[attr-defined]
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED)
+        .values(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=None,
+            first_attempt_at=None,
+            finished_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    requeued = int(result.rowcount)  # type: ignore[attr-defined]
+    if requeued:
+        session.execute(
+            update(Edition)
+            .where(Edition.id == edition_id)
+            .values(status=EditionStatus.SENDING, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    return requeued, restored

@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.engine import make_url
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter import ledger
 from newsletter.composing import EditionMessage, Recipient
-from newsletter.db import is_sqlite, transaction
+from newsletter.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, transaction
 from newsletter.editions import Settled, settle
 from newsletter.models import Delivery, DeliveryStatus, Edition
 from newsletter.pacing import Pacer
@@ -42,8 +43,6 @@ from newsletter.transport import OutboxTransport, RelayUnavailable, SmtpTranspor
 
 log = logging.getLogger(__name__)
 
-# How often a connection re-reads which of its claimed deliveries an unsubscribe skipped.
-SKIP_REFRESH_SECONDS = 0.5
 # How often the hourly and daily caps are re-counted from the ledger.
 CAP_REFRESH_SECONDS = 10.0
 
@@ -197,12 +196,45 @@ class Shared:
             return message
 
 
+class SkipWatch:
+    """Asks the ledger, right before each message, whether an unsubscribe skipped it meanwhile.
+
+    One indexed read per message on a connection of its own in autocommit mode, so that from the
+    moment a reader leaves, not one more message goes to them (only a message already being
+    handed to the relay cannot be called back).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._close: Callable[[], None]
+        self._status: Callable[[int], Any]
+        if is_sqlite(engine):
+            database = make_url(str(engine.url)).database or ""
+            lite = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+            lite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            sql = "SELECT status FROM deliveries WHERE id = ?"
+            self._status = lambda delivery_id: lite.execute(sql, (delivery_id,)).fetchone()
+            self._close = lite.close
+        else:
+            pg = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            sql = "SELECT status FROM deliveries WHERE id = %(id)s"
+            self._status = lambda delivery_id: pg.exec_driver_sql(sql, {"id": delivery_id}).first()
+            self._close = pg.close
+
+    def was_skipped(self, delivery_id: int) -> bool:
+        row = self._status(delivery_id)
+        return row is not None and row[0] == DeliveryStatus.SKIPPED.value
+
+    def close(self) -> None:
+        self._close()
+
+
 class ConnectionLoop:
     """One connection's loop: claim a batch, send it, record it, until nothing is due."""
 
-    def __init__(self, shared: Shared, transport: Transport) -> None:
+    def __init__(self, shared: Shared, transport: Transport, watch: SkipWatch) -> None:
         self.shared = shared
         self.transport = transport
+        self.watch = watch
         self.lease = timedelta(seconds=shared.settings.lease_seconds)
         self.max_age = timedelta(hours=shared.settings.retry_max_age_hours)
         self.rng = random.Random()
@@ -229,20 +261,12 @@ class ConnectionLoop:
     def _send_batch(self, batch: list[ledger.Claimed]) -> None:
         shared = self.shared
         results: list[ledger.Result] = []
-        skipped: set[int] = set()
-        refreshed = time.monotonic()
         try:
-            for index, item in enumerate(batch):
+            for item in batch:
                 if shared.stopping():
                     break  # finish in-flight work only; the rest is released below
-                if time.monotonic() - refreshed > SKIP_REFRESH_SECONDS:
-                    with shared.factory() as session:
-                        pending = [c.delivery_id for c in batch[index:]]
-                        skipped = ledger.skipped_among(session, pending)
-                    refreshed = time.monotonic()
-                if item.delivery_id in skipped:
-                    continue  # the unsubscribe already marked it skipped
-                if not item.active:
+                if not item.active or self.watch.was_skipped(item.delivery_id):
+                    # The reader left (or bounced) after the edition was settled.
                     results.append(ledger.Result(item, DeliveryStatus.SKIPPED))
                     continue
                 results.append(self._send_one(item))
@@ -415,13 +439,15 @@ class SendingProcess:
 
         def connection_main() -> None:
             transport = self.transport_factory()
+            watch = SkipWatch(self.engine)
             try:
-                ConnectionLoop(self.shared, transport).run()
+                ConnectionLoop(self.shared, transport, watch).run()
             except BaseException as exc:
                 errors.append(exc)
                 self.shared.abort.set()
             finally:
                 transport.close()
+                watch.close()
 
         self.shared.abort.clear()
         threads = [

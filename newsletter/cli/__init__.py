@@ -8,7 +8,7 @@ import sys
 import click
 
 from newsletter.cli.database import db
-from newsletter.cli.delivery import send, status
+from newsletter.cli.delivery import retry, send, status, worker
 from newsletter.cli.issues import issues
 from newsletter.cli.services import scheduler, serve
 from newsletter.cli.subscribers import subscribers
@@ -23,5 +23,5 @@ def main() -> None:
     )
 
 
-for command in (db, issues, subscribers, send, status, scheduler, serve):
+for command in (db, issues, subscribers, send, worker, status, retry, scheduler, serve):
     main.add_command(command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,9 +15,18 @@ from sqlalchemy import func, select
 
 from newsletter import ledger
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
+from newsletter.db import transaction
 from newsletter.editions import Settled, settle
 from newsletter.models import Delivery, DeliveryStatus, Edition
-from newsletter.sending import Clock, DeliveryReport, SenderBusy, deliver, unfinished_count
+from newsletter.sending import (
+    CapReached,
+    Clock,
+    DeliveryReport,
+    SenderBusy,
+    deliver,
+    unfinished_count,
+    work,
+)
 from newsletter.sending import Progress as SendProgress
 from newsletter.settings import Settings
 from newsletter.transport import RelayUnavailable
@@ -129,6 +140,12 @@ def send(rt: Runtime, now_text: str | None) -> None:
             report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch)
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None
+    except CapReached as exc:
+        click.echo(
+            f"{exc}: {unfinished_count(factory)} deliveries wait; the scheduler, a worker "
+            "or a later `newsletter send` goes on when the cap allows."
+        )
+        return
     except RelayUnavailable as exc:
         raise click.ClickException(
             f"{exc}\nNothing more was sent; {unfinished_count(factory)} deliveries wait. "
@@ -191,3 +208,68 @@ def status(rt: Runtime, edition: int | None) -> None:
         for code, reply, count in grouped:
             failures.add_row(str(code or "—"), reply or "", str(count))
         console.print(failures)
+
+
+@click.command()
+@click.option("--now", "now_text", metavar="ISO-8601", help="Run the clock from this moment.")
+@pass_runtime
+def worker(rt: Runtime, now_text: str | None) -> None:
+    """Claim and send due deliveries until stopped (SIGTERM: finish in-flight messages, exit 0)."""
+    rt.require_secret_key()
+    settings = rt.settings
+    factory = rt.factory()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing in-flight messages", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    clock = Clock(parse_now(now_text, settings) if now_text else None)
+    log.info(
+        "worker started with %d connection(s) to %s",
+        settings.smtp_connections, settings.smtp.host if settings.smtp else "the outbox",
+    )  # fmt: skip
+    last = [time.monotonic(), 0]
+
+    def log_progress(p: SendProgress) -> None:
+        if p.handled != last[1] and time.monotonic() - last[0] >= LOG_EVERY_SECONDS:
+            last[0], last[1] = time.monotonic(), p.handled
+            log.info(
+                "sent %d, failed %d, retry %d, skipped %d, %.0f msg/s",
+                p.sent, p.failed, p.retry, p.skipped, p.rate(),
+            )  # fmt: skip
+
+    try:
+        progress = work(rt.engine, factory, settings, stop, clock=clock, on_batch=log_progress)
+    except SenderBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Worker stopped: sent {progress.sent}, failed {progress.failed}, "
+        f"to retry {progress.retry}, skipped {progress.skipped}."
+    )
+
+
+@click.command()
+@click.argument("edition", type=int)
+@click.option(
+    "--include-bounced",
+    is_flag=True,
+    help="Also put back readers this edition marked bounced (when the relay was at fault).",
+)
+@pass_runtime
+def retry(rt: Runtime, edition: int, include_bounced: bool) -> None:
+    """Put an edition's failed deliveries back in the queue, after the relay is fixed."""
+    factory = rt.factory()
+    with transaction(factory) as session:
+        if session.get(Edition, edition) is None:
+            raise click.ClickException(f"there is no edition {edition}")
+        requeued, restored = ledger.requeue_failed(
+            session, edition, include_bounced=include_bounced
+        )
+    click.echo(f"Put {requeued} failed deliveries of edition {edition} back in the queue.")
+    if restored:
+        click.echo(f"{restored} readers marked bounced by this edition are subscribed again.")
+    if requeued:
+        click.echo("`newsletter send`, the scheduler or a worker will send them.")
