@@ -119,6 +119,7 @@ def _greeting_template() -> Template:
     return environment().get_template("email/greeting.txt.j2")
 
 
+@lru_cache(maxsize=4096)
 def greeting(name: str | None) -> str:
     """The personal greeting line, from templates/email/greeting.txt.j2."""
     return _greeting_template().render(name=name or "").strip()

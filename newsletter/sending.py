@@ -9,6 +9,7 @@ back. On SQLite one process sends at a time, guarded by an OS file lock.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -20,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,8 @@ from newsletter.transport import OutboxTransport, RelayUnavailable, SmtpTranspor
 
 log = logging.getLogger(__name__)
 
+# Deliveries claimed at once by one connection; outcomes are recorded in smaller groups.
+CLAIM_SIZE = 500
 # How often the hourly and daily caps are re-counted from the ledger.
 CAP_REFRESH_SECONDS = 10.0
 
@@ -173,6 +176,8 @@ class Shared:
     stop: threading.Event  # asked from outside (SIGTERM): finish in-flight messages, then stop
     keys: list[bytes]
     abort: threading.Event = field(default_factory=threading.Event)  # one connection failed
+    # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler.
+    write_lock: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
     messages: dict[int, EditionMessage] = field(default_factory=dict)
     messages_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,10 +247,10 @@ class ConnectionLoop:
     def run(self) -> None:
         shared = self.shared
         while not shared.stopping():
-            limit = shared.caps.take(shared.batch_size)
+            limit = shared.caps.take(CLAIM_SIZE)
             if limit == 0:
                 raise CapReached("the hourly or daily sending cap is reached")
-            with transaction(shared.factory) as session:
+            with shared.write_lock, transaction(shared.factory) as session:
                 batch = ledger.claim(
                     session,
                     owner=shared.owner,
@@ -259,24 +264,38 @@ class ConnectionLoop:
             self._send_batch(batch)
 
     def _send_batch(self, batch: list[ledger.Claimed]) -> None:
+        """Send a claimed batch, recording outcomes every `batch_size` messages.
+
+        Claimed but unsent rows are never a duplicate risk (a crash puts them back untried); only
+        accepted-but-unrecorded messages are, so those are what the in-flight window bounds.
+        """
         shared = self.shared
-        results: list[ledger.Result] = []
+        unrecorded: list[ledger.Result] = []
+        handled = 0
         try:
             for item in batch:
                 if shared.stopping():
                     break  # finish in-flight work only; the rest is released below
                 if not item.active or self.watch.was_skipped(item.delivery_id):
                     # The reader left (or bounced) after the edition was settled.
-                    results.append(ledger.Result(item, DeliveryStatus.SKIPPED))
-                    continue
-                results.append(self._send_one(item))
+                    unrecorded.append(ledger.Result(item, DeliveryStatus.SKIPPED))
+                else:
+                    unrecorded.append(self._send_one(item))
+                handled += 1
+                if len(unrecorded) >= shared.batch_size:
+                    self._record(unrecorded, [])
+                    unrecorded = []
         finally:
-            done = {r.claimed.delivery_id for r in results}
-            untried = [c.delivery_id for c in batch if c.delivery_id not in done]
-            with transaction(shared.factory) as session:
-                ledger.record(session, results, owner=shared.owner, now=shared.clock.now())
-                ledger.release(session, untried, owner=shared.owner)
-            shared.progress.add(results)
+            self._record(unrecorded, [c.delivery_id for c in batch[handled:]])
+
+    def _record(self, results: list[ledger.Result], untried: list[int]) -> None:
+        shared = self.shared
+        if not results and not untried:
+            return
+        with shared.write_lock, transaction(shared.factory) as session:
+            ledger.record(session, results, owner=shared.owner, now=shared.clock.now())
+            ledger.release(session, untried, owner=shared.owner)
+        shared.progress.add(results)
 
     def _send_one(self, item: ledger.Claimed) -> ledger.Result:
         shared = self.shared
@@ -431,6 +450,7 @@ class SendingProcess:
             progress=Progress(),
             stop=stop or threading.Event(),
             keys=settings.secret_keys(),
+            write_lock=threading.Lock() if is_sqlite(engine) else contextlib.nullcontext(),
         )
 
     def run_once(self, on_batch: Callable[[Progress], None] | None = None) -> None:

@@ -33,6 +33,15 @@ class ScriptedHandler:
     mail_tries: int = 0
     accepted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     offered_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    pipelining: bool = False
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # RFC 2920: the engine then sends MAIL, RCPT and DATA in one write
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -104,8 +113,13 @@ def states(factory: sessionmaker[Session]) -> dict[str, DeliveryStatus]:
     return dict(rows)
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
 def test_temporary_failures_end_delivered_exactly_once_and_permanent_ones_suppressed(
-    cli: Cli, tmp_path: Path, factory: sessionmaker[Session]
+    cli: Cli, tmp_path: Path, factory: sessionmaker[Session], pipelining: bool
 ) -> None:
     ok = [f"lezer{i}@example.com" for i in range(6)]
     grey = ["grijs@example.com", "druk@example.com"]
@@ -118,6 +132,7 @@ def test_temporary_failures_end_delivered_exactly_once_and_permanent_ones_suppre
             "weg@example.com": ["550 5.1.1 <weg@example.com>: Recipient address rejected"],
         },
         data={"valt@example.com": ["drop"]},
+        pipelining=pipelining,
     )
     controller = start_smtp(handler)
     try:

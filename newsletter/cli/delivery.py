@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 import time
@@ -9,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -73,6 +73,14 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
 def progress_reporter(total: int) -> Iterator[Callable[[SendProgress], None]]:
     """A rich progress bar on a terminal, a log line every few seconds otherwise."""
     if console.is_terminal and total > 0:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("sending"),
             BarColumn(),
@@ -109,9 +117,10 @@ def describe_report(report: DeliveryReport, settings: Settings) -> None:
     if report.recovered:
         click.echo(f"Took back {report.recovered} deliveries left unfinished by a stopped sender.")
     if p.handled:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         click.echo(
             f"Sent {p.sent}, failed {p.failed}, to retry {p.retry}, skipped {p.skipped} "
-            f"({p.rate():.0f} messages/s)."
+            f"({p.rate():.0f} messages/s, peak memory {peak} KiB)."
         )
         if settings.smtp is None:
             click.echo(f"The messages are .eml files in {settings.outbox_dir}/.")

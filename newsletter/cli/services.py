@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
-import uvicorn
 
 from newsletter.cli._runtime import Runtime, log, pass_runtime
 from newsletter.db import PendingMigrationsError
-from newsletter.scheduler import Jobs, build_scheduler
-from newsletter.web import create_app
+
+# The web stack and the scheduler are imported by their commands only: `send` and `worker`
+# stay lean (peak memory is measured in benchmarks/).
 
 
 @click.command()
@@ -17,6 +19,10 @@ from newsletter.web import create_app
 @pass_runtime
 def serve(rt: Runtime, host: str, port: int) -> None:
     """Serve the unsubscribe pages (and the rest of the web endpoints) over HTTP."""
+    import uvicorn
+
+    from newsletter.web import create_app
+
     rt.require_secret_key()
     try:
         app = create_app(rt.settings, rt.engine)
@@ -30,11 +36,19 @@ def serve(rt: Runtime, host: str, port: int) -> None:
 @pass_runtime
 def scheduler(rt: Runtime) -> None:
     """Run the weekly job on NEWSLETTER_SCHEDULE in NEWSLETTER_TIMEZONE, until stopped."""
+    from newsletter.scheduler import Jobs, build_scheduler
+
     rt.require_secret_key()
     factory = rt.factory()
     settings = rt.settings
     runner = build_scheduler(Jobs(rt.engine, factory, settings), settings)
     log.info("scheduler started: %r in %s", settings.schedule, settings.timezone)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping after the running job", signal.Signals(signum).name)
+        runner.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         runner.start()
     except (KeyboardInterrupt, SystemExit):

@@ -1,0 +1,306 @@
+"""`make bench`: the delivery engine against the SMTP protocol's own limit, on this machine.
+
+    .venv/bin/python -m benchmarks.run [--subscribers 100000] [--connections 2] [--sink postfix]
+
+Starts Postfix's smtp-sink on loopback (Debian package `postfix`: `apt-get install postfix`), sends
+one edition to N subscribers with `newsletter send` in a child process, then measures the floor:
+plain smtplib pushing one ready message of the same size over the same number of connections to
+the same sink. Prints messages per second for both, their ratio, peak RSS, the in-flight window,
+render costs and the machine, and writes them to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
+SUNDAY = "2026-11-29T07:00:00+01:00"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sink:
+    """The receiving end: Postfix's smtp-sink, or (only when asked) an aiosmtpd sink."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.controller = None
+
+    def __enter__(self) -> Sink:
+        if self.kind == "postfix":
+            binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+            if not Path(binary).exists():
+                raise SystemExit(
+                    "smtp-sink not found: install Postfix (apt-get install postfix), or run with "
+                    "--sink aiosmtpd for a slower Python sink (labelled as such)."
+                )
+            user = ["-u", "postfix"] if os.geteuid() == 0 else []
+            self.process = subprocess.Popen(
+                [binary, *user, f"127.0.0.1:{self.port}", "1000"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        else:
+            from aiosmtpd.controller import Controller
+
+            class Discard:
+                async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+                    return "250 OK"
+
+            self.controller = Controller(Discard(), hostname="127.0.0.1", port=self.port)
+            self.controller.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("the sink did not start")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if self.controller is not None:
+            self.controller.stop()
+
+
+def populate(database: Path, count: int) -> None:
+    """Create the schema with `newsletter db upgrade`, then insert subscribers in bulk."""
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run([NEWSLETTER, "db", "upgrade"], env=env, check=True, capture_output=True)
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    with sqlite3.connect(database) as connection:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(subscribers)")}
+        values = {
+            "status": "subscribed",
+            "created_at": now,
+            "subscribed_at": now,
+            # Proof of consent, where the schema asks for it.
+            "requested_at": now,
+            "confirmed_at": now,
+            "source": "import",
+            "consent_basis": "benchmark",
+        }
+        fixed = {name: value for name, value in values.items() if name in columns}
+        names = ["email", "email_key", "name", "token_id", *fixed]
+        rows = (
+            (
+                f"lezer{i:07d}@example.com",
+                f"lezer{i:07d}@example.com",
+                "Lezer" if i % 2 else None,
+                secrets.token_hex(16),
+                *fixed.values(),
+            )
+            for i in range(count)
+        )
+        connection.executemany(
+            f"INSERT INTO subscribers ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)})",
+            rows,
+        )
+
+
+def environment(work: Path, port: int, connections: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
+        "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "NEWSLETTER_SMTP_CONNECTIONS": str(connections),
+        "NEWSLETTER_SECRET_KEY": "benchmark-secret-key-0123456789",
+        "NEWSLETTER_FROM": "Zachte Zondag <nieuws@nieuws.example.nl>",
+        "NEWSLETTER_BASE_URL": "https://nieuws.example.nl",
+        "NEWSLETTER_ISSUES_DIR": str(ROOT / "issues"),
+    }
+
+
+def run_send(env: dict[str, str]) -> tuple[float, float, int]:
+    """Run `newsletter send` in a child; returns (wall seconds, engine msg/s, peak RSS in KiB)."""
+    issue = sorted((ROOT / "issues").glob("*.md"))[0]
+    subprocess.run([NEWSLETTER, "issues", "queue", str(issue)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [NEWSLETTER, "send", "--now", SUNDAY],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stdout, stderr = child.communicate()
+    wall = time.perf_counter() - started
+    # The child has been reaped by communicate(); its own peak RSS is in RUSAGE_CHILDREN only as
+    # a maximum over all children, so `send` reports its own peak (ru_maxrss, KiB) below.
+    if child.returncode != 0:
+        raise SystemExit(f"newsletter send failed:\n{stdout}\n{stderr}")
+    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+    found = re.search(r"peak memory (\d+) KiB", done.stdout)
+    peak = int(found.group(1)) if found else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    match = re.search(r"Sent (\d+), failed (\d+).*\((\d+) messages/s", done.stdout)
+    if not match:
+        raise SystemExit(f"unexpected output:\n{done.stdout}")
+    return wall, float(match.group(3)), peak
+
+
+def sample_message(work: Path, env: dict[str, str]) -> bytes:
+    """One message exactly as the engine builds it, for the floor to push."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    from sqlalchemy import select
+
+    from newsletter.composing import EditionMessage, Recipient
+    from newsletter.db import make_engine, session_factory
+    from newsletter.models import Edition
+    from newsletter.settings import load_settings
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        edition = session.scalars(select(Edition)).one()
+        message = EditionMessage(settings, subject=edition.subject, html=edition.html,
+                                 text=edition.text, seed=edition.message_id_seed)  # fmt: skip
+    engine.dispose()
+    url = "https://nieuws.example.nl/afmelden/" + "x" * 43
+    return message.build(Recipient(1, "lezer0000001@example.com", "Lezer", url), datetime.now(UTC))
+
+
+def floor(port: int, data: bytes, count: int, connections: int) -> float:
+    """Plain smtplib, one ready message, `connections` threads: the protocol's own rate."""
+    per = count // connections
+
+    def push() -> None:
+        smtp = smtplib.SMTP("127.0.0.1", port)
+        smtp.ehlo()
+        for i in range(per):
+            if i and i % 1000 == 0:  # the engine reconnects every 1000 messages too
+                smtp.quit()
+                smtp = smtplib.SMTP("127.0.0.1", port)
+                smtp.ehlo()
+            smtp.sendmail("nieuws@nieuws.example.nl", ["lezer@example.com"], data)
+        smtp.quit()
+
+    threads = [threading.Thread(target=push) for _ in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return per * connections / (time.perf_counter() - started)
+
+
+def render_costs(env: dict[str, str]) -> dict[str, float]:
+    from newsletter.composing import EditionMessage, Recipient
+    from newsletter.rendering import IssueContent, render_edition
+    from newsletter.settings import load_settings
+
+    settings = load_settings()
+    content = IssueContent(
+        "Onderwerp", "loslaten", "Wat mag je loslaten?", "Kort.", "Tekst.\n" * 40
+    )
+    render_edition(content, settings, seed="warm0000", send_at=datetime.now(UTC))
+    started = time.perf_counter()
+    rounds = 20
+    for i in range(rounds):
+        rendered = render_edition(content, settings, seed=f"{i:08d}", send_at=datetime.now(UTC))
+    per_edition = (time.perf_counter() - started) / rounds
+    message = EditionMessage(settings, subject=rendered.subject, html=rendered.html,
+                             text=rendered.text, seed="00000019")  # fmt: skip
+    now = datetime.now(UTC)
+    recipients = [Recipient(i, f"l{i}@example.com", "Lezer", f"https://x.nl/afmelden/{i:043d}")
+                  for i in range(10_000)]  # fmt: skip
+    started = time.perf_counter()
+    for recipient in recipients:
+        message.build(recipient, now)
+    per_recipient = (time.perf_counter() - started) / len(recipients)
+    return {
+        "render_ms_per_edition": per_edition * 1000,
+        "build_us_per_recipient": per_recipient * 1e6,
+    }
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        model = found.group(1) if found else model
+    mem = Path("/proc/meminfo").read_text().split("\n")[0] if Path("/proc/meminfo").exists() else ""
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "memory": mem.split(":")[-1].strip(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default="postfix")
+    parser.add_argument("--no-floor", action="store_true", help="skip the smtplib floor")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp, Sink(args.sink) as sink:
+        work = Path(tmp)
+        env = environment(work, sink.port, args.connections)
+        t0 = time.perf_counter()
+        populate(work / "bench.db", args.subscribers)
+        populate_s = time.perf_counter() - t0
+        wall, engine_rate, peak_kib = run_send(env)
+        result: dict[str, object] = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sink": "postfix smtp-sink" if args.sink == "postfix" else "aiosmtpd sink (Python)",
+            "subscribers": args.subscribers,
+            "connections": args.connections,
+            "inflight_window": 50,
+            "populate_s": round(populate_s, 2),
+            "send_wall_s": round(wall, 2),
+            "engine_msgs_per_s": engine_rate,
+            "end_to_end_msgs_per_s": round(args.subscribers / wall),
+            "peak_rss_mib": round(peak_kib / 1024, 1),
+        }
+        data = sample_message(work, env)
+        result["message_bytes"] = len(data)
+        if not args.no_floor:
+            count = min(args.subscribers, 100_000)
+            rate = floor(sink.port, data, count, args.connections)
+            result["floor_msgs_per_s"] = round(rate)
+            result["ratio"] = round(engine_rate / rate, 3)
+        result.update({k: round(v, 3) for k, v in render_costs(env).items()})
+        result["machine"] = machine()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{args.subscribers}-{args.connections}c-{args.sink}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
