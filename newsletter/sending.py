@@ -176,6 +176,7 @@ class Shared:
     stop: threading.Event  # asked from outside (SIGTERM): finish in-flight messages, then stop
     keys: list[bytes]
     abort: threading.Event = field(default_factory=threading.Event)  # one connection failed
+    capped: bool = False  # a connection found the hourly or daily cap used up
     # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler.
     write_lock: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
     messages: dict[int, EditionMessage] = field(default_factory=dict)
@@ -249,7 +250,8 @@ class ConnectionLoop:
         while not shared.stopping():
             limit = shared.caps.take(CLAIM_SIZE)
             if limit == 0:
-                raise CapReached("the hourly or daily sending cap is reached")
+                shared.capped = True  # the other connections finish what they claimed
+                return
             with shared.write_lock, transaction(shared.factory) as session:
                 batch = ledger.claim(
                     session,
@@ -470,6 +472,7 @@ class SendingProcess:
                 watch.close()
 
         self.shared.abort.clear()
+        self.shared.capped = False
         threads = [
             threading.Thread(target=connection_main, name=f"smtp-{i}", daemon=True)
             for i in range(self.connections)
@@ -485,6 +488,8 @@ class SendingProcess:
             raise errors[0]
         if on_batch is not None:
             on_batch(self.shared.progress)
+        if self.shared.capped:
+            raise CapReached("the hourly or daily sending cap is reached")
         with transaction(self.shared.factory) as session:
             ledger.finish_editions(session, self.shared.clock.now())
 
