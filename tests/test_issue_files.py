@@ -139,3 +139,24 @@ def test_preview_shows_the_question_in_dutch_html(cli: Cli, tmp_path: Path) -> N
     assert "Waar mag het zachter?" in html
     assert "Hallo Anna," in html
     assert "https://nieuws.example.nl/afmelden/" in html
+
+
+def test_a_missing_issues_folder_is_named(cli: Cli, tmp_path: Path) -> None:
+    result = cli("issues", "check", code=1)
+    assert f"the issues folder {tmp_path / 'issues'}/ does not exist" in result.stderr
+
+
+def test_a_sent_issue_never_changes(
+    cli: Cli, tmp_path: Path, factory: sessionmaker[Session]
+) -> None:
+    path = write_issue(tmp_path / "issues", "een")
+    cli("issues", "queue", str(path))
+    cli("subscribers", "add", "anna@example.com")
+    cli("send", "--now", "2026-11-29T07:00")
+    assert "already sent, unchanged" in cli("issues", "queue", str(path)).stdout
+    write_issue(tmp_path / "issues", "een", subject="Later herschreven")
+    assert "a sent issue never changes" in cli("issues", "queue", str(path)).stdout
+    with factory() as session:
+        (issue,) = session.scalars(select(Issue)).all()
+        assert issue.subject == "Een open hand"
+        assert issue.status is IssueStatus.SENT

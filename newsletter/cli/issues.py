@@ -20,6 +20,11 @@ def issues() -> None:
 
 
 def _checked(rt: Runtime, paths: tuple[Path, ...]) -> list[authoring.IssueDraft]:
+    if not paths and not rt.settings.issues_dir.is_dir():
+        raise click.ClickException(
+            f"the issues folder {rt.settings.issues_dir}/ does not exist "
+            "(set NEWSLETTER_ISSUES_DIR, or name the files)"
+        )
     files = authoring.collect_paths(paths, rt.settings.issues_dir)
     if not files:
         raise click.ClickException(f"no issue files found in {rt.settings.issues_dir}")
