@@ -21,6 +21,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 for command in (db, issues, subscribers, send, worker, status, retry, scheduler, serve):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
+from rich import box
 from rich.table import Table
 from sqlalchemy import func, select
 
@@ -176,24 +177,17 @@ def status(rt: Runtime, edition: int | None) -> None:
         editions = session.scalars(query.limit(1 if edition else 20)).all()
         if edition is not None and not editions:
             raise click.ClickException(f"there is no edition {edition}")
-        table = Table(title="Editions")
+        table = Table(title="Editions", box=box.SIMPLE_HEAD)
         states = list(DeliveryStatus)
-        for column in (
-            "edition",
-            "send time",
-            "theme",
-            "subject",
-            "state",
-            *[s.value for s in states],
-        ):
-            table.add_column(column)
+        for column in ("edition", "send time", "theme", "state", *[s.value for s in states]):
+            numeric = column in {s.value for s in states}
+            table.add_column(column, justify="right" if numeric else "left")
         for item in editions:
             per_state = ledger.counts(session, item.id)
             table.add_row(
                 str(item.id),
-                local(item.scheduled_at, settings),
+                item.scheduled_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M"),
                 item.theme,
-                item.subject,
                 item.status.value,
                 *[str(per_state[s]) for s in states],
             )
