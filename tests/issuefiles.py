@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def write_issue(
@@ -26,3 +27,11 @@ def write_issue(
     path = folder / f"{name}.md"
     path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
     return path
+
+
+def queue_and_import(cli: Any, folder: Path, addresses: list[str]) -> None:
+    """Queue one issue and import these addresses through the CLI, as an operator would."""
+    cli("issues", "queue", str(write_issue(folder / "issues", "een")))
+    csv = folder / "lezers.csv"
+    csv.write_text("email\n" + "".join(f"{a}\n" for a in addresses), encoding="utf-8")
+    cli("subscribers", "import", str(csv))

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.models import Delivery, DeliveryStatus, Subscriber
 from tests.conftest import Cli, LiveServer, RecordingHandler, free_port, start_smtp
-from tests.issuefiles import write_issue
+from tests.issuefiles import queue_and_import
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 SUNDAY = "2026-11-29T07:00:00+01:00"
@@ -32,10 +32,7 @@ WINDOW = 50
 
 def prepare(cli: Cli, tmp_path: Path, count: int) -> list[str]:
     addresses = [f"lezer{i:05d}@example.com" for i in range(count)]
-    cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
-    csv = tmp_path / "lezers.csv"
-    csv.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
-    cli("subscribers", "import", str(csv))
+    queue_and_import(cli, tmp_path, addresses)
     return addresses
 
 

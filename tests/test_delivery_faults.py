@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from tests.conftest import Cli, free_port, start_smtp
-from tests.issuefiles import write_issue
+from tests.issuefiles import queue_and_import, write_issue
 
 SUNDAY = datetime.fromisoformat("2026-11-29T07:00:00+01:00")
 
@@ -84,13 +84,6 @@ class ScriptedHandler:
         return "250 2.0.0 queued"
 
 
-def setup_edition(cli: Cli, tmp_path: Path, addresses: list[str]) -> None:
-    cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
-    csv = tmp_path / "lezers.csv"
-    csv.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
-    cli("subscribers", "import", str(csv))
-
-
 def run_until_done(cli: Cli, env: dict[str, str], start: datetime, runs: int = 12) -> list[int]:
     """Run `send` as the clock moves on, like the scheduler would; returns the exit codes."""
     codes = []
@@ -136,7 +129,7 @@ def test_temporary_failures_end_delivered_exactly_once_and_permanent_ones_suppre
     )
     controller = start_smtp(handler)
     try:
-        setup_edition(cli, tmp_path, ok + grey + gone + dropped)
+        queue_and_import(cli, tmp_path, ok + grey + gone + dropped)
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
         codes = run_until_done(cli, env, SUNDAY)
     finally:
@@ -179,7 +172,7 @@ def test_a_relay_that_is_down_at_the_start_loses_nobody(
     cli: Cli, tmp_path: Path, factory: sessionmaker[Session]
 ) -> None:
     addresses = [f"lezer{i}@example.com" for i in range(5)]
-    setup_edition(cli, tmp_path, addresses)
+    queue_and_import(cli, tmp_path, addresses)
     port = free_port()
     env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{port}"}
     result = cli("send", "--now", SUNDAY.isoformat(), code=1, **env)
@@ -202,7 +195,7 @@ def test_throttling_at_mail_from_is_retried_and_delivered_once(cli: Cli, tmp_pat
     handler = ScriptedHandler(mail=["421 4.7.0 Throttled", None, "454 4.7.0 Throttling failure"])
     controller = start_smtp(handler)
     try:
-        setup_edition(cli, tmp_path, addresses)
+        queue_and_import(cli, tmp_path, addresses)
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
         codes = run_until_done(cli, env, SUNDAY)
     finally:
@@ -218,7 +211,7 @@ def test_a_temporary_failure_gives_up_after_the_maximum_age(
     handler = ScriptedHandler(rcpt={"traag@example.com": ["451 4.3.0 Try later"] * 1000})
     controller = start_smtp(handler)
     try:
-        setup_edition(cli, tmp_path, ["traag@example.com", "vlot@example.com"])
+        queue_and_import(cli, tmp_path, ["traag@example.com", "vlot@example.com"])
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
                "NEWSLETTER_RETRY_MAX_AGE_HOURS": "1"}  # fmt: skip
         run_until_done(cli, env, SUNDAY, runs=6)
@@ -256,7 +249,9 @@ def test_status_groups_failures_by_reply(cli: Cli, tmp_path: Path) -> None:
     )
     controller = start_smtp(handler)
     try:
-        setup_edition(cli, tmp_path, [f"weg{i}@example.com" for i in range(3)] + ["ok@example.com"])
+        queue_and_import(
+            cli, tmp_path, [f"weg{i}@example.com" for i in range(3)] + ["ok@example.com"]
+        )
         cli(
             "send",
             "--now",
@@ -279,7 +274,7 @@ def test_552_to_rcpt_counts_as_temporary(
     handler = ScriptedHandler(rcpt={"vol@example.com": [reply]})
     controller = start_smtp(handler)
     try:
-        setup_edition(cli, tmp_path, ["vol@example.com"])
+        queue_and_import(cli, tmp_path, ["vol@example.com"])
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
         run_until_done(cli, env, SUNDAY)
     finally:

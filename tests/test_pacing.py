@@ -9,7 +9,7 @@ from typing import Any
 
 from newsletter.pacing import MIN_RATE, Pacer
 from tests.conftest import Cli, RecordingHandler, start_smtp
-from tests.issuefiles import write_issue
+from tests.issuefiles import queue_and_import
 
 
 class FakeTime:
@@ -95,12 +95,7 @@ class CountingHandler(RecordingHandler):
 
 
 def prepare(cli: Cli, tmp_path: Path, count: int) -> None:
-    cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
-    csv = tmp_path / "lezers.csv"
-    csv.write_text(
-        "email\n" + "".join(f"l{i}@example.com\n" for i in range(count)), encoding="utf-8"
-    )
-    cli("subscribers", "import", str(csv))
+    queue_and_import(cli, tmp_path, [f"l{i}@example.com" for i in range(count)])
 
 
 def test_connections_are_reused_and_reopened_after_the_limit(cli: Cli, tmp_path: Path) -> None:

@@ -97,20 +97,25 @@ def progress_reporter(total: int) -> Iterator[Callable[[SendProgress], None]]:
 
             yield update
         return
-    last = [time.monotonic()]
+    yield progress_logger(total)
+
+
+def progress_logger(total: int | None) -> Callable[[SendProgress], None]:
+    """A log line every few seconds while something moves: sent, failed, rate, time left."""
+    last = [time.monotonic(), 0]
 
     def log_line(p: SendProgress) -> None:
-        if time.monotonic() - last[0] >= LOG_EVERY_SECONDS:
-            last[0] = time.monotonic()
+        if p.handled != last[1] and time.monotonic() - last[0] >= LOG_EVERY_SECONDS:
+            last[0], last[1] = time.monotonic(), p.handled
             rate = p.rate()
-            left = max(total - p.handled, 0)
-            eta = f", about {left / rate:.0f} s left" if rate > 0 else ""
+            left = max(total - p.handled, 0) if total is not None else 0
+            eta = f", about {left / rate:.0f} s left" if rate > 0 and left else ""
             log.info(
                 "sent %d, failed %d, retry %d, skipped %d, %.0f msg/s%s",
                 p.sent, p.failed, p.retry, p.skipped, rate, eta,
             )  # fmt: skip
 
-    yield log_line
+    return log_line
 
 
 def describe_report(report: DeliveryReport, settings: Settings) -> None:
@@ -234,18 +239,10 @@ def worker(rt: Runtime, now_text: str | None) -> None:
         "worker started with %d connection(s) to %s",
         settings.smtp_connections, settings.smtp.host if settings.smtp else "the outbox",
     )  # fmt: skip
-    last = [time.monotonic(), 0]
-
-    def log_progress(p: SendProgress) -> None:
-        if p.handled != last[1] and time.monotonic() - last[0] >= LOG_EVERY_SECONDS:
-            last[0], last[1] = time.monotonic(), p.handled
-            log.info(
-                "sent %d, failed %d, retry %d, skipped %d, %.0f msg/s",
-                p.sent, p.failed, p.retry, p.skipped, p.rate(),
-            )  # fmt: skip
-
     try:
-        progress = work(rt.engine, factory, settings, stop, clock=clock, on_batch=log_progress)
+        progress = work(
+            rt.engine, factory, settings, stop, clock=clock, on_batch=progress_logger(None)
+        )
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
