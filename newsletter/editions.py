@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,7 +95,7 @@ def _create_edition(
     session.add(edition)
     session.flush()
     issue.status = IssueStatus.SENT
-    result = session.execute(
+    session.execute(
         insert(Delivery).from_select(
             ["edition_id", "subscriber_id", "status", "attempts"],
             select(
@@ -103,14 +103,19 @@ def _create_edition(
                 Subscriber.id,
                 literal(DeliveryStatus.PENDING.value),
                 literal(0),
-            ).where(Subscriber.status == SubscriberStatus.SUBSCRIBED),
+            ).where(
+                Subscriber.status == SubscriberStatus.SUBSCRIBED,
+                Subscriber.paused_until.is_(None) | (Subscriber.paused_until <= scheduled_at),
+            ),
         )
     )
+    # rowcount of INSERT … SELECT is -1 on psycopg 3; count what was written instead.
+    recipients = session.scalar(select(func.count()).where(Delivery.edition_id == edition.id)) or 0
     return Settled(
         scheduled_at,
         edition.id,
         created=True,
-        recipients=int(result.rowcount),  # type: ignore[attr-defined]
+        recipients=recipients,
         skipped_themes=choice.skipped_themes,
         theme=edition.theme,
         subject=edition.subject,

@@ -17,7 +17,9 @@ from typing import cast
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter import consent
 from newsletter.models import (
+    ConsentEventKind,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -199,6 +201,7 @@ def record(session: Session, results: Sequence[Result], *, owner: str, now: date
         if r.status is DeliveryStatus.FAILED and r.outcome and is_hard_bounce(r.outcome)
     ]
     if bounced:
+        session.execute(consent.log_bounced(bounced, now))  # before the status changes
         session.execute(
             update(Subscriber)
             .where(Subscriber.id.in_(bounced), Subscriber.status == SubscriberStatus.SUBSCRIBED)
@@ -294,7 +297,9 @@ def next_retry_at(session: Session) -> datetime | None:
     )
 
 
-def requeue_failed(session: Session, edition_id: int, *, include_bounced: bool) -> tuple[int, int]:
+def requeue_failed(
+    session: Session, edition_id: int, *, include_bounced: bool, now: datetime
+) -> tuple[int, int]:
     """Put an edition's failed deliveries back in the queue (after the relay was fixed).
 
     Readers marked bounced by this edition stay off the list unless `include_bounced`, for when
@@ -304,6 +309,16 @@ def requeue_failed(session: Session, edition_id: int, *, include_bounced: bool) 
     if include_bounced:
         bounced_here = select(Delivery.subscriber_id).where(
             Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED
+        )
+        session.execute(
+            consent.log_for(
+                ConsentEventKind.RESUBSCRIBED,
+                consent.Source.CLI,
+                now,
+                Subscriber.id.in_(bounced_here.scalar_subquery())
+                & (Subscriber.status == SubscriberStatus.BOUNCED),
+                detail="bounce undone by the operator: newsletter retry --include-bounced",
+            )
         )
         result = session.execute(
             update(Subscriber)

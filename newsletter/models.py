@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
@@ -110,6 +111,27 @@ class Subscriber(Base):
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Proof of consent (GDPR art. 7(1)): when it was asked for and given, how, and under which
+    # text (a version of the sign-up form's consent text) or which basis (the operator's words).
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    source: Mapped[str | None] = mapped_column(String(32))
+    consent_version: Mapped[str | None] = mapped_column(String(16))
+    consent_basis: Mapped[str | None] = mapped_column(String(500))
+    # No edition is settled for this reader while it is later than the edition's time.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last confirmation mail and how many went out unanswered: limits mail to one address.
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirm_sends: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+
+    __table_args__ = (
+        CheckConstraint(
+            "status != 'subscribed' OR (requested_at IS NOT NULL AND confirmed_at IS NOT NULL"
+            " AND source IS NOT NULL"
+            " AND (consent_version IS NOT NULL OR consent_basis IS NOT NULL))",
+            name="subscribed_has_consent",
+        ),
+    )
 
 
 class Issue(Base):
@@ -178,3 +200,70 @@ class Delivery(Base):
         Index("ix_deliveries_edition_status", "edition_id", "status"),
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
     )
+
+
+# --- The subscriber's life: consent log, consent texts, suppression, sign-up limits --------
+
+
+class ConsentEventKind(enum.StrEnum):
+    REQUESTED = "requested"  # the sign-up form was sent
+    CONFIRMED = "confirmed"  # the confirmation link was followed and its button pressed
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"  # "toch weer ontvangen", with the unsubscribe token
+    IMPORTED = "imported"  # put on the list by the operator (import or add), with a basis
+    BOUNCED = "bounced"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ERASED = "erased"  # the subscriber's data was erased; the row keeps no link to them
+
+
+class ConsentEvent(Base):
+    """The consent log: one row per event per subscriber, only ever added to (a trigger says so)."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL only for an erasure, which leaves nothing that points at the person.
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
+    event: Mapped[ConsentEventKind] = mapped_column(_enum(ConsentEventKind))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # How it happened: form, confirm-link, one-click, footer-link, come-back-link, cli, import…
+    source: Mapped[str] = mapped_column(String(32))
+    consent_version: Mapped[str | None] = mapped_column(String(16))
+    # The operator's basis for an import, the length of a pause.
+    detail: Mapped[str | None] = mapped_column(String(500))
+    # Shortened (IPv4 /24, IPv6 /48), and only when NEWSLETTER_CONSENT_LOG_IP is on.
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_consent_events_subscriber_id", "subscriber_id"),)
+
+
+class ConsentText(Base):
+    """Every version of the consent text a reader was shown, so the log can say what they read."""
+
+    __tablename__ = "consent_texts"
+
+    version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    text: Mapped[str] = mapped_column(Text())
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Suppression(Base):
+    """An erased address as a keyed hash: imports cannot bring it back; its owner can."""
+
+    __tablename__ = "suppressions"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SignupAttempt(Base):
+    """One sign-up sent from one client (a keyed hash of its address): limits per client."""
+
+    __tablename__ = "signup_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_signup_attempts_client_hash_at", "client_hash", "at"),)

@@ -7,12 +7,15 @@ from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import planning
+from newsletter import planning, signup
+from newsletter.db import transaction
 from newsletter.sending import Clock, SenderBusy, deliver, run_job
 from newsletter.settings import Settings
 from newsletter.transport import RelayUnavailable
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 WEEKLY_JOB_ID = "weekly-send"
 RETRY_JOB_ID = "deliver-due"
 RETRY_INTERVAL_SECONDS = 60
+PURGE_JOB_ID = "purge-unconfirmed"
 
 
 class Jobs:
@@ -62,6 +66,17 @@ class Jobs:
                 report.progress.sent, report.progress.failed, report.progress.retry,
             )  # fmt: skip
 
+    def purge_unconfirmed(self) -> None:
+        """Delete sign-ups never confirmed within NEWSLETTER_PENDING_RETENTION_DAYS."""
+        try:
+            with transaction(self.factory) as session:
+                purged = signup.purge(session, self.settings, datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            log.warning("purging unconfirmed sign-ups: %s; tomorrow's run tries again", exc)
+            return
+        if purged:
+            log.info("purged %d unconfirmed sign-up%s", purged, "" if purged == 1 else "s")
+
 
 def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
     """APScheduler 3 with the weekly cron: coalescing, one run at a time, the misfire grace."""
@@ -72,11 +87,19 @@ def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace_seconds},
         timezone=settings.zone,
     )
-    scheduler.add_job(jobs.weekly, planning.trigger(settings), id=WEEKLY_JOB_ID)
+    scheduler.add_job(
+        jobs.weekly,
+        planning.trigger(settings),
+        id=WEEKLY_JOB_ID,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=grace_seconds,
+    )
     # A scheduler started after 07:00 still sends this week's edition, within the grace:
     # the job itself settles only the latest scheduled time, and only once.
     scheduler.add_job(jobs.weekly, DateTrigger(datetime.now(UTC)), id="catch-up")
     scheduler.add_job(
         jobs.deliver_due, IntervalTrigger(seconds=RETRY_INTERVAL_SECONDS), id=RETRY_JOB_ID
     )
+    scheduler.add_job(jobs.purge_unconfirmed, CronTrigger(hour=3, minute=17), id=PURGE_JOB_ID)
     return scheduler

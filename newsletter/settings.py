@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     inflight_window: int = Field(50, ge=1, le=10_000)
     lease_seconds: int = Field(300, ge=10)
     retry_max_age_hours: float = Field(48.0, gt=0)
+    # Sign-up, consent and the web pages (docs/subscribers.md).
+    confirm_expiry_days: float = Field(7.0, gt=0, le=90)
+    pending_retention_days: float = Field(30.0, gt=0)
+    signup_resend_minutes: float = Field(15.0, ge=0)
+    signup_client_hourly_limit: int = Field(5, ge=1)
+    consent_log_ip: bool = False
+    max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
 
     @field_validator("database_url")
     @classmethod

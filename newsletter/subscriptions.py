@@ -5,21 +5,32 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from newsletter import consent, privacy
+from newsletter.models import (
+    ConsentEventKind,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.tokens import new_token_id, sign
 
 MAX_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)
+# What the log says when the operator adds or imports a reader without giving a basis.
+NO_BASIS = "added by the operator; no basis given"
+MAX_BASIS = 500
+PAUSE_WEEKS = range(1, 27)
 
 
 class AddressError(ValueError):
@@ -28,6 +39,10 @@ class AddressError(ValueError):
 
 class AlreadySubscribed(ValueError):
     """The address is already on the list."""
+
+
+class Suppressed(ValueError):
+    """The address was erased on request: only its owner can put it back, by signing up."""
 
 
 def normalise_address(email: str) -> str:
@@ -61,13 +76,36 @@ def find_by_address(session: Session, email: str) -> Subscriber | None:
     ).one_or_none()
 
 
-def add(session: Session, email: str, name: str | None, now: datetime) -> Subscriber:
-    """Add a confirmed subscriber (the operator vouches for consent)."""
+def clean_basis(basis: str | None) -> str:
+    """The operator's basis for consent, on one line; NO_BASIS when none is given."""
+    text = " ".join((basis or "").split())
+    if len(text) > MAX_BASIS:
+        raise AddressError(f"the consent basis is longer than {MAX_BASIS} characters")
+    return text or NO_BASIS
+
+
+def add(
+    session: Session,
+    email: str,
+    name: str | None,
+    now: datetime,
+    *,
+    basis: str | None = None,
+    source: str = consent.Source.CLI,
+    keys: Sequence[bytes] = (),
+) -> Subscriber:
+    """Add a confirmed subscriber (the operator vouches for consent, on the basis given).
+
+    With `keys`, an address on the suppression list (erased on request) is refused.
+    """
     address = normalise_address(email)
     cleaned = clean_name(name)
+    reason = clean_basis(basis)
     existing = find_by_address(session, address)
     if existing is not None:
         raise AlreadySubscribed(f"{address} is already on the list ({existing.status.value})")
+    if keys and privacy.suppressed_since(session, keys, address) is not None:
+        raise Suppressed(f"{address} was erased on request; only its owner can sign up again")
     subscriber = Subscriber(
         email=address,
         email_key=address_key(address),
@@ -76,9 +114,14 @@ def add(session: Session, email: str, name: str | None, now: datetime) -> Subscr
         token_id=new_token_id(),
         created_at=now,
         subscribed_at=now,
+        requested_at=now,
+        confirmed_at=now,
+        source=source,
+        consent_basis=reason,
     )
     session.add(subscriber)
     session.flush()
+    consent.log(session, subscriber.id, ConsentEventKind.IMPORTED, source, now, detail=reason)
     return subscriber
 
 
@@ -87,6 +130,7 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)  # lines with an erased address
 
 
 def _rows(text: str) -> Iterator[tuple[int, dict[str | None, str | list[str] | None]]]:
@@ -103,8 +147,19 @@ def _rows(text: str) -> Iterator[tuple[int, dict[str | None, str | list[str] | N
         yield reader.line_num, row
 
 
-def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
-    """Add every good row; report each bad one by line and skip it."""
+def import_csv(
+    session: Session,
+    path: Path,
+    now: datetime,
+    *,
+    basis: str | None = None,
+    keys: Sequence[bytes] = (),
+) -> ImportReport:
+    """Add every good row with the operator's basis; report each bad one by line and skip it.
+
+    With `keys`, addresses on the suppression list are skipped and reported by line.
+    """
+    reason = clean_basis(basis)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -135,27 +190,128 @@ def import_csv(session: Session, path: Path, now: datetime) -> ImportReport:
             if existing is not None:
                 report.already.append(f"{address} ({existing.status.value})")
                 continue
-            add(session, address, cleaned, now)
+            if keys and privacy.suppressed_since(session, keys, address) is not None:
+                report.suppressed.append(line)
+                continue
+            add(session, address, cleaned, now, basis=reason, source=consent.Source.IMPORT)
             report.added.append(address)
     except csv.Error as exc:
         raise AddressError(f"{path}: unreadable CSV: {exc}") from None
     return report
 
 
-def unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+def unsubscribe(
+    session: Session,
+    subscriber: Subscriber,
+    now: datetime,
+    *,
+    source: str = consent.Source.CLI,
+    client_ip: str | None = None,
+) -> bool:
     """Take the subscriber off the list now, including the rest of any send in progress."""
     changed = subscriber.status is SubscriberStatus.SUBSCRIBED
     if changed:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = now
+        subscriber.paused_until = None
+        consent.log(
+            session,
+            subscriber.id,
+            ConsentEventKind.UNSUBSCRIBED,
+            source,
+            now,
+            version=subscriber.consent_version,
+            client_ip=client_ip,
+        )
+    _skip_unfinished(session, subscriber, now, "unsubscribed")
+    return changed
+
+
+def _skip_unfinished(session: Session, subscriber: Subscriber, now: datetime, why: str) -> None:
     session.execute(
         update(Delivery)
         .where(Delivery.subscriber_id == subscriber.id, Delivery.status.in_(UNFINISHED))
-        .values(status=DeliveryStatus.SKIPPED, last_reply="unsubscribed", finished_at=now)
+        .values(status=DeliveryStatus.SKIPPED, last_reply=why, finished_at=now)
         .execution_options(synchronize_session=False)
     )
     session.flush()
-    return changed
+
+
+def pause(
+    session: Session,
+    subscriber: Subscriber,
+    weeks: int,
+    now: datetime,
+    *,
+    client_ip: str | None = None,
+) -> datetime | None:
+    """No letters for `weeks` weeks (a send in progress included); None unless subscribed."""
+    if subscriber.status is not SubscriberStatus.SUBSCRIBED or weeks not in PAUSE_WEEKS:
+        return None
+    until = now + timedelta(weeks=weeks)
+    subscriber.paused_until = until
+    consent.log(
+        session,
+        subscriber.id,
+        ConsentEventKind.PAUSED,
+        consent.Source.PREFERENCES,
+        now,
+        detail=f"{weeks} weeks, until {until.date().isoformat()}",
+        client_ip=client_ip,
+    )
+    _skip_unfinished(session, subscriber, now, "paused")
+    return until
+
+
+def resume(
+    session: Session, subscriber: Subscriber, now: datetime, *, client_ip: str | None = None
+) -> bool:
+    """End a pause now: the next letter comes as usual."""
+    if subscriber.paused_until is None or subscriber.paused_until <= now:
+        return False
+    subscriber.paused_until = None
+    consent.log(
+        session,
+        subscriber.id,
+        ConsentEventKind.RESUMED,
+        consent.Source.PREFERENCES,
+        now,
+        client_ip=client_ip,
+    )
+    session.flush()
+    return True
+
+
+def resubscribe(
+    session: Session,
+    subscriber: Subscriber,
+    now: datetime,
+    version: str,
+    *,
+    client_ip: str | None = None,
+) -> bool:
+    """Back on the list after leaving ("toch weer ontvangen"), under the consent text shown."""
+    if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        return False
+    subscriber.status = SubscriberStatus.SUBSCRIBED
+    subscriber.subscribed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.confirmed_at = now
+    subscriber.requested_at = now
+    subscriber.source = consent.Source.COME_BACK
+    subscriber.consent_version = version
+    subscriber.consent_basis = None
+    consent.log(
+        session,
+        subscriber.id,
+        ConsentEventKind.RESUBSCRIBED,
+        consent.Source.COME_BACK,
+        now,
+        version=version,
+        client_ip=client_ip,
+    )
+    session.flush()
+    return True
 
 
 def find_by_token_id(session: Session, token_id: str) -> Subscriber | None:

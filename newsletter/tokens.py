@@ -51,6 +51,8 @@ def verify(keys: list[bytes], purpose: str, token: str, now: datetime | None = N
     if not token or len(token) > 64 or not token.isascii():
         raise InvalidToken("not a token")
     raw = _unb64(token)
+    if _b64(raw) != token:  # base64 leaves spare bits in the last character: one spelling only
+        raise InvalidToken("not a token")
     if len(raw) not in (_ID_BYTES + _MAC_BYTES, _ID_BYTES + 8 + _MAC_BYTES):
         raise InvalidToken("not a token")
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]

@@ -238,3 +238,70 @@ def live_app(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     finally:
         live.server.should_exit = True
         live.thread.join(timeout=10)
+
+
+# --- Sign-up and the subscriber's life (issue 4) -------------------------------------------
+
+
+def serve_app_on(app: Any, port: int) -> LiveServer:
+    """Like serve_app, on a port chosen beforehand (so the app can know its own address)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{port}", server, thread)
+
+
+@dataclass
+class Site:
+    """The web app serving its own base URL, mailing through the test SMTP server."""
+
+    url: str
+    env: dict[str, str]
+    settings: Settings
+    smtp: SmtpServer
+    live: LiveServer
+
+    @property
+    def cli(self) -> Cli:
+        return Cli(self.env)
+
+    def wait_for_mail(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """The first `count` messages the SMTP server received, waiting for them to arrive."""
+        deadline = time.monotonic() + timeout
+        while len(self.smtp.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} mails, got {len(self.smtp.received)}")
+            time.sleep(0.02)
+        return self.smtp.received[:count]
+
+
+def start_site(env: dict[str, str], engine: Engine, smtp: SmtpServer, **overrides: str) -> Site:
+    from newsletter.web import create_app
+
+    port = free_port()
+    site_env = {
+        **env,
+        "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+        "NEWSLETTER_SMTP_URL": smtp.url,
+        **overrides,
+    }
+    settings = settings_from(site_env)
+    live = serve_app_on(create_app(settings, engine), port)
+    return Site(live.url, site_env, settings, smtp, live)
+
+
+@pytest.fixture
+def site(env: dict[str, str], engine: Engine, smtp_server: SmtpServer) -> Iterator[Site]:
+    """The sign-up site on a real port, its mail going to the test SMTP server."""
+    running = start_site(env, engine, smtp_server)
+    try:
+        yield running
+    finally:
+        running.live.server.should_exit = True
+        running.live.thread.join(timeout=10)

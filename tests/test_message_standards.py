@@ -167,3 +167,12 @@ def test_the_question_is_set_apart_exactly_once_in_each_part(sent: list[Received
     question = "Wat zou er gebeuren als je één ding zachter vasthoudt?"
     assert m.get_body(("plain",)).get_content().count(question) == 1
     assert m.get_body(("html",)).get_content().count(question) == 1
+
+
+def test_the_visible_html_asks_exactly_one_question(sent: list[Received]) -> None:
+    html = sent[0].message.get_body(("html",)).get_content()
+    body = html.split("<body", 1)[1]
+    body = re.sub(r"<!--.*?-->", " ", body, flags=re.S)  # Outlook conditionals
+    body = re.sub(r"<style.*?</style>", " ", body, flags=re.S)
+    visible = re.sub(r"<[^>]+>", " ", body)
+    assert visible.count("?") == 1

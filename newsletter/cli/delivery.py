@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import click
 from rich import box
@@ -266,7 +267,7 @@ def retry(rt: Runtime, edition: int, include_bounced: bool) -> None:
         if session.get(Edition, edition) is None:
             raise click.ClickException(f"there is no edition {edition}")
         requeued, restored = ledger.requeue_failed(
-            session, edition, include_bounced=include_bounced
+            session, edition, include_bounced=include_bounced, now=datetime.now(UTC)
         )
     click.echo(f"Put {requeued} failed deliveries of edition {edition} back in the queue.")
     if restored:

@@ -1,59 +1,105 @@
-"""`newsletter subscribers`: add, import and list."""
+"""`newsletter subscribers`: add, import, list, unsubscribe, export and forget."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 import click
 from rich.table import Table
 from sqlalchemy import select
 
-from newsletter import subscriptions
+from newsletter import privacy, subscriptions
 from newsletter.cli._runtime import Runtime, console, pass_runtime
 from newsletter.db import transaction
 from newsletter.models import Subscriber, SubscriberStatus
 
+CONSENT_HELP = (
+    "Why you may mail them: the basis recorded in the consent log, e.g. 'signed up on paper at "
+    "the retreat of 12 October'. Without it the log says that no basis was given."
+)
+
 
 @click.group()
 def subscribers() -> None:
-    """Add, import and list subscribers."""
+    """Add, import, list, unsubscribe, export and forget subscribers."""
+
+
+def _keys(rt: Runtime) -> list[bytes]:
+    rt.require_secret_key()
+    return rt.settings.secret_keys()
+
+
+def _no_basis_note(basis: str | None) -> None:
+    if not (basis or "").strip():
+        click.echo(
+            f"note: no --consent given; the consent log records: {subscriptions.NO_BASIS}",
+            err=True,
+        )
 
 
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default=None, help="The reader's first name, used in the greeting.")
+@click.option("--consent", "basis", default=None, help=CONSENT_HELP)
 @pass_runtime
-def subscribers_add(rt: Runtime, email: str, name: str | None) -> None:
-    """Add one subscriber (you vouch for their consent)."""
+def subscribers_add(rt: Runtime, email: str, name: str | None, basis: str | None) -> None:
+    """Add one subscriber (you vouch for their consent); erased addresses are refused."""
+    keys = _keys(rt)
     factory = rt.factory()
     try:
         with transaction(factory) as session:
-            subscriber = subscriptions.add(session, email, name, datetime.now(UTC))
-    except (subscriptions.AddressError, subscriptions.AlreadySubscribed) as exc:
+            subscriber = subscriptions.add(
+                session, email, name, datetime.now(UTC), basis=basis, keys=keys
+            )
+    except (
+        subscriptions.AddressError,
+        subscriptions.AlreadySubscribed,
+        subscriptions.Suppressed,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
+    _no_basis_note(basis)
     click.echo(f"Added {subscriber.email}.")
 
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--consent", "basis", default=None, help=CONSENT_HELP)
 @pass_runtime
-def subscribers_import(rt: Runtime, csv_file: Path) -> None:
-    """Import a CSV with an 'email' column and an optional 'name' column; bad rows are skipped."""
+def subscribers_import(rt: Runtime, csv_file: Path, basis: str | None) -> None:
+    """Import a CSV with an 'email' column and an optional 'name' column; bad rows are skipped.
+
+    Every imported reader gets the --consent basis in the consent log. Addresses erased on
+    request (`subscribers forget`) are skipped: only their owner can sign up again.
+    """
+    keys = _keys(rt)
     factory = rt.factory()
     try:
         with transaction(factory) as session:
-            report = subscriptions.import_csv(session, csv_file, datetime.now(UTC))
+            report = subscriptions.import_csv(
+                session, csv_file, datetime.now(UTC), basis=basis, keys=keys
+            )
     except subscriptions.AddressError as exc:
         raise click.ClickException(str(exc)) from None
     for line, problem in report.problems:
         click.echo(f"{csv_file}:{line}: skipped: {problem}", err=True)
+    for line in report.suppressed:
+        click.echo(f"{csv_file}:{line}: skipped: erased on request (suppression list)")
     for already in report.already:
         click.echo(f"already on the list, left as it is: {already}")
+    if report.added:
+        _no_basis_note(basis)
+    erased = f", {len(report.suppressed)} erased on request" if report.suppressed else ""
     click.echo(
         f"Imported {len(report.added)}, already there {len(report.already)}, "
-        f"skipped {len(report.problems)} bad row{'s' if len(report.problems) != 1 else ''}."
+        f"skipped {len(report.problems)} bad row{'s' if len(report.problems) != 1 else ''}"
+        f"{erased}."
     )
     if report.problems:
         sys.exit(1)
@@ -83,3 +129,162 @@ def subscribers_list(rt: Runtime, status: str | None) -> None:
             count += 1
     console.print(table)
     console.print(f"{count} subscriber{'s' if count != 1 else ''}.")
+
+
+def _address(email: str) -> str:
+    """The address as stored, or as typed when it no longer passes the checks."""
+    try:
+        return subscriptions.normalise_address(email)
+    except subscriptions.AddressError:
+        return email.strip()
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@pass_runtime
+def subscribers_unsubscribe(rt: Runtime, email: str) -> None:
+    """Take a reader off the list now (logged as unsubscribed by the operator)."""
+    address = _address(email)
+    with transaction(rt.factory()) as session:
+        subscriber = subscriptions.find_by_address(session, address)
+        if subscriber is None:
+            raise click.ClickException(f"{address} is not on the list")
+        changed = subscriptions.unsubscribe(session, subscriber, datetime.now(UTC))
+        stored, status = subscriber.email, subscriber.status.value
+    if changed:
+        click.echo(f"Unsubscribed {stored}.")
+    else:
+        click.echo(f"{stored} was not subscribed ({status}); nothing changed.")
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+CSV_COLUMNS = (
+    "email", "name", "status", "source", "requested_at", "confirmed_at", "consent_version",
+    "consent_basis", "created_at", "subscribed_at", "unsubscribed_at", "bounced_at",
+    "paused_until", "consent_log",
+)  # fmt: skip
+
+
+def _log_line(event: dict[str, Any]) -> str:
+    parts = [event["at"], event["event"], f"via {event['source']}"]
+    if event["consent_version"]:
+        parts.append(f"text {event['consent_version']}")
+    if event["detail"]:
+        parts.append(f"({event['detail']})")
+    if event["client_ip"]:
+        parts.append(f"from {event['client_ip']}")
+    return " ".join(parts)
+
+
+def _write_csv(out: IO[str], records: Iterator[dict[str, Any]]) -> int:
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for record in records:
+        log_text = " | ".join(_log_line(event) for event in record["consent_log"])
+        writer.writerow([*(record[c] or "" for c in CSV_COLUMNS[:-1]), log_text])
+        count += 1
+    return count
+
+
+def _write_json(
+    out: IO[str], records: Iterator[dict[str, Any]], header: dict[str, Any]
+) -> set[str]:
+    """Streams the records; returns the consent text versions they mention."""
+    versions: set[str] = set()
+    out.write("{\n")
+    for key, value in header.items():
+        out.write(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},\n")
+    out.write('  "subscribers": [')
+    for index, record in enumerate(records):
+        versions.update(e["consent_version"] for e in record["consent_log"] if e["consent_version"])
+        if record["consent_version"]:
+            versions.add(record["consent_version"])
+        text = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n    ")
+        out.write(("," if index else "") + "\n    " + text)
+    out.write("\n  ],\n")
+    return versions
+
+
+@subscribers.command("export")
+@click.argument("email", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+    help="JSON holds everything, the consent texts too; CSV has one row per subscriber.",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Write to this file instead of standard output.",
+)  # fmt: skip
+@pass_runtime
+def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | None) -> None:
+    """Export subscribers with their consent log; with EMAIL, one reader's data (GDPR art. 15).
+
+    One reader's export also lists the letters sent to them.
+    """
+    address = _address(email) if email is not None else None
+    factory = rt.factory()
+    with factory() as session:
+        if address is not None and subscriptions.find_by_address(session, address) is None:
+            keys = _keys(rt)
+            erased = privacy.suppressed_since(session, keys, address)
+            if erased is not None:
+                raise click.ClickException(
+                    f"{address} was erased on {erased:%Y-%m-%d}; only a keyed hash of it is "
+                    "kept, on the suppression list. There is nothing else to export."
+                )
+            raise click.ClickException(f"{address} is not on the list")
+        records = privacy.export_records(session, address)
+        with _output(output) as out:
+            if fmt == "csv":
+                count = _write_csv(out, records)
+            else:
+                header = {
+                    "list": rt.settings.list_name,
+                    "exported_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                }
+                versions = _write_json(out, records, header)
+                texts = privacy.consent_texts(session, versions)
+                out.write(f'  "consent_texts": {json.dumps(texts, ensure_ascii=False)}\n}}\n')
+                count = -1
+    if output is not None:
+        what = f"{count} subscriber{'s' if count != 1 else ''}" if count >= 0 else "the export"
+        click.echo(f"Wrote {what} to {output}.", err=True)
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Erase without asking first.")
+@pass_runtime
+def subscribers_forget(rt: Runtime, email: str, yes: bool) -> None:
+    """Erase everything kept about an address (GDPR art. 17), keeping only a keyed hash.
+
+    The hash sits on a suppression list: imports and `subscribers add` skip the address from
+    then on. Its owner can still sign up again through the form, which lifts the suppression.
+    """
+    keys = _keys(rt)
+    address = _address(email)
+    factory = rt.factory()
+    if not yes:
+        click.confirm(f"Erase everything kept about {address}? This cannot be undone.", abort=True)
+    with transaction(factory) as session:
+        result = privacy.forget(session, keys, address, datetime.now(UTC))
+    if result.on_list:
+        click.echo(
+            f"Erased {address}: the subscriber, their consent log and delivery records are gone. "
+            "A keyed hash stays on the suppression list, so imports skip the address."
+        )
+    else:
+        click.echo(
+            f"{address} was not on the list; "
+            + ("it was already on the suppression list." if result.already_suppressed
+               else "added it to the suppression list, so imports skip it.")
+        )  # fmt: skip
