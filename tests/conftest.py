@@ -213,8 +213,9 @@ class LiveServer:
     thread: threading.Thread
 
 
-def serve_app(app: Any) -> LiveServer:
-    port = free_port()
+def serve_app(app: Any, port: int | None = None) -> LiveServer:
+    """Serve the app with uvicorn in a thread; `port` chosen beforehand lets the app know its URL."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -241,20 +242,6 @@ def live_app(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
 
 
 # --- Sign-up and the subscriber's life (issue 4) -------------------------------------------
-
-
-def serve_app_on(app: Any, port: int) -> LiveServer:
-    """Like serve_app, on a port chosen beforehand (so the app can know its own address)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{port}", server, thread)
 
 
 @dataclass
@@ -292,7 +279,7 @@ def start_site(env: dict[str, str], engine: Engine, smtp: SmtpServer, **override
         **overrides,
     }
     settings = settings_from(site_env)
-    live = serve_app_on(create_app(settings, engine), port)
+    live = serve_app(create_app(settings, engine), port)
     return Site(live.url, site_env, settings, smtp, live)
 
 

@@ -392,11 +392,11 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
     from pathlib import Path
 
     from newsletter.web import create_app
-    from tests.conftest import serve_app_on, settings_from
+    from tests.conftest import serve_app, settings_from
 
     port = free_port()
     settings = settings_from({**env, "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}"})
-    live = serve_app_on(create_app(settings, engine), port)
+    live = serve_app(create_app(settings, engine), port)
     try:
         site = Site(live.url, env, settings, None, live)  # type: ignore[arg-type]
         assert sign_up(site, "anna@example.com").status_code == 200
