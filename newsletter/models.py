@@ -198,6 +198,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id"),
         Index("ix_deliveries_edition_status", "edition_id", "status"),
+        # Claims take the lowest ids of one status: a range scan of this index.
+        Index("ix_deliveries_status_id", "status", "id"),
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
     )
 
