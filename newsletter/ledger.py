@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import consent
 from newsletter.models import (
+    UNFINISHED,
     ConsentEventKind,
     Delivery,
     DeliveryStatus,
@@ -29,7 +30,6 @@ from newsletter.models import (
 )
 from newsletter.transport import Outcome
 
-UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.RETRY)
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=4)
 _HARD_BOUNCE = re.compile(r"\b5\.(1\.\d+|2\.1)\b")

@@ -96,6 +96,10 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+# Deliveries whose outcome is not settled yet.
+UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.RETRY)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 

@@ -36,7 +36,7 @@ from newsletter import ledger
 from newsletter.composing import EditionMessage, Recipient
 from newsletter.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, transaction
 from newsletter.editions import Settled, settle
-from newsletter.models import Delivery, DeliveryStatus, Edition
+from newsletter.models import UNFINISHED, Delivery, DeliveryStatus, Edition
 from newsletter.pacing import Pacer
 from newsletter.settings import Settings
 from newsletter.subscriptions import unsubscribe_url
@@ -418,7 +418,7 @@ class DeliveryReport:
 def unfinished_count(factory: sessionmaker[Session]) -> int:
     with factory() as session:
         totals = ledger.counts(session)
-    return sum(totals[s] for s in ledger.UNFINISHED)
+    return sum(totals[s] for s in UNFINISHED)
 
 
 class SendingProcess:

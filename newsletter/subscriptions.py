@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import consent, privacy
 from newsletter.models import (
+    UNFINISHED,
     ConsentEventKind,
     Delivery,
     DeliveryStatus,
@@ -26,7 +27,6 @@ from newsletter.tokens import new_token_id, sign
 
 MAX_NAME = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)
 # What the log says when the operator adds or imports a reader without giving a basis.
 NO_BASIS = "added by the operator; no basis given"
 MAX_BASIS = 500
