@@ -15,7 +15,7 @@ rm -rf demo && mkdir -p demo
 run $NEWSLETTER db upgrade
 run $NEWSLETTER issues check
 run $NEWSLETTER issues queue issues/*.md
-run $NEWSLETTER subscribers import scripts/demo-subscribers.csv
+run $NEWSLETTER subscribers import scripts/demo-subscribers.csv --consent "demo: made-up addresses"
 run $NEWSLETTER subscribers list
 
 # This week's job, as of the latest scheduled send time (the demo may run on any weekday).
@@ -42,4 +42,6 @@ Try the one-click unsubscribe:
   NEWSLETTER_DEMO=1 NEWSLETTER_DATABASE_URL=sqlite:///demo/newsletter.db $NEWSLETTER serve
   then open the List-Unsubscribe address of a message (grep List-Unsubscribe "$first"),
   replacing http://localhost:8000 if you changed NEWSLETTER_BASE_URL.
+  The sign-up form is at http://localhost:8000/aanmelden (its confirmation mail lands in
+  demo/outbox/signup/).
 MSG
