@@ -538,8 +538,9 @@ def work(
             try:
                 with liveness(engine, run.shared.owner) as lock_connection:
                     while not stop.is_set():
-                        if lock_connection is not None:
+                        if lock_connection is not None:  # still alive, lock and all
                             lock_connection.execute(text("SELECT 1"))
+                            lock_connection.rollback()  # never sit idle in a transaction
                         recovered = recover_dead_senders(engine, factory, run.shared.owner)
                         if recovered:
                             log.info("took back %d deliveries of a sender that stopped", recovered)
