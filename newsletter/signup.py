@@ -208,14 +208,9 @@ def confirm(
     """The confirmation button: on the list from now on, with proof of consent."""
     if subscriber.status is SubscriberStatus.SUBSCRIBED:
         return False
-    subscriber.status = SubscriberStatus.SUBSCRIBED
-    subscriber.confirmed_at = now
-    subscriber.subscribed_at = now
-    subscriber.unsubscribed_at = None
-    subscriber.bounced_at = None
-    subscriber.paused_until = None
-    subscriber.source = consent.Source.FORM
-    subscriber.consent_basis = None
+    subscriptions.put_on_list(
+        subscriber, now, source=consent.Source.FORM, version=subscriber.consent_version
+    )
     subscriber.confirm_sends = 0
     if subscriber.requested_at is None:  # cannot happen through the form; keep the record whole
         subscriber.requested_at = now

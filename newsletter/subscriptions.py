@@ -282,6 +282,19 @@ def resume(
     return True
 
 
+def put_on_list(subscriber: Subscriber, now: datetime, *, source: str, version: str | None) -> None:
+    """Subscribed from now on, confirmed now, under this consent text (not an operator's basis)."""
+    subscriber.status = SubscriberStatus.SUBSCRIBED
+    subscriber.subscribed_at = now
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.bounced_at = None
+    subscriber.paused_until = None
+    subscriber.source = source
+    subscriber.consent_version = version
+    subscriber.consent_basis = None
+
+
 def resubscribe(
     session: Session,
     subscriber: Subscriber,
@@ -293,14 +306,8 @@ def resubscribe(
     """Back on the list after leaving ("toch weer ontvangen"), under the consent text shown."""
     if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
         return False
-    subscriber.status = SubscriberStatus.SUBSCRIBED
-    subscriber.subscribed_at = now
-    subscriber.unsubscribed_at = None
-    subscriber.confirmed_at = now
+    put_on_list(subscriber, now, source=consent.Source.COME_BACK, version=version)
     subscriber.requested_at = now
-    subscriber.source = consent.Source.COME_BACK
-    subscriber.consent_version = version
-    subscriber.consent_basis = None
     consent.log(
         session,
         subscriber.id,
