@@ -246,6 +246,18 @@ class QueueOutcome:
     action: str  # queued | updated | unchanged | sent | sent-changed
 
 
+def _snapshot(issue: Issue, draft: IssueDraft, now: datetime) -> None:
+    """Copy the draft's content into the queued issue."""
+    issue.source_path = str(draft.path)
+    issue.theme = draft.theme
+    issue.subject = draft.subject
+    issue.question = draft.question
+    issue.preheader = draft.preheader
+    issue.body = draft.body
+    issue.content_hash = draft.content_hash
+    issue.updated_at = now
+
+
 def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list[QueueOutcome]:
     """Snapshot each draft: new ones queued, changed unsent ones updated, sent ones kept."""
     outcomes: list[QueueOutcome] = []
@@ -254,21 +266,9 @@ def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list
             select(Issue).where(Issue.slug == draft.slug).with_for_update()
         ).one_or_none()
         if issue is None:
-            session.add(
-                Issue(
-                    slug=draft.slug,
-                    source_path=str(draft.path),
-                    theme=draft.theme,
-                    subject=draft.subject,
-                    question=draft.question,
-                    preheader=draft.preheader,
-                    body=draft.body,
-                    content_hash=draft.content_hash,
-                    status=IssueStatus.QUEUED,
-                    queued_at=now,
-                    updated_at=now,
-                )
-            )
+            issue = Issue(slug=draft.slug, status=IssueStatus.QUEUED, queued_at=now)
+            _snapshot(issue, draft, now)
+            session.add(issue)
             outcomes.append(QueueOutcome(draft, "queued"))
         elif issue.content_hash == draft.content_hash:
             sent = issue.status is IssueStatus.SENT
@@ -276,14 +276,7 @@ def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list
         elif issue.status is IssueStatus.SENT:
             outcomes.append(QueueOutcome(draft, "sent-changed"))
         else:
-            issue.source_path = str(draft.path)
-            issue.theme = draft.theme
-            issue.subject = draft.subject
-            issue.question = draft.question
-            issue.preheader = draft.preheader
-            issue.body = draft.body
-            issue.content_hash = draft.content_hash
-            issue.updated_at = now
+            _snapshot(issue, draft, now)
             outcomes.append(QueueOutcome(draft, "updated"))
         session.flush()
     return outcomes
