@@ -15,9 +15,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from markupsafe import escape
-
-from newsletter.rendering import Markers, greeting, split_on_markers
+from newsletter.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
 
 CRLF = b"\r\n"
@@ -62,10 +60,7 @@ class _Body:
                 self.pieces.append(encoded)
 
     def encode(self, greeting_text: str, url: str) -> bytes:
-        if self.html:
-            values = (str(escape(greeting_text)), str(escape(url)))
-        else:
-            values = (greeting_text, url)
+        values = slot_values(greeting_text, url, html=self.html)
         out: list[bytes] = []
         for piece in self.pieces:
             if isinstance(piece, int):

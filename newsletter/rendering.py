@@ -141,11 +141,16 @@ def split_on_markers(document: str, markers: Markers) -> list[str | int]:
         rest = rest[index + len(marker) :]
 
 
+def slot_values(greeting_text: str, url: str, *, html: bool) -> tuple[str, str]:
+    """What goes in the slots (0: greeting, 1: URL), escaped where the document is HTML."""
+    return (str(escape(greeting_text)), str(escape(url))) if html else (greeting_text, url)
+
+
 def personalise(
     document: str, markers: Markers, *, greeting_text: str, url: str, html: bool
 ) -> str:
-    """Fill in one recipient's parts (escaped for HTML where the document is HTML)."""
-    values = (str(escape(greeting_text)), str(escape(url))) if html else (greeting_text, url)
+    """Fill in one recipient's parts."""
+    values = slot_values(greeting_text, url, html=html)
     return "".join(
         piece if isinstance(piece, str) else values[piece]
         for piece in split_on_markers(document, markers)
