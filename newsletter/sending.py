@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -214,7 +213,7 @@ class SkipWatch:
         self._close: Callable[[], None]
         self._status: Callable[[int], Any]
         if is_sqlite(engine):
-            database = make_url(str(engine.url)).database or ""
+            database = engine.url.database or ""
             lite = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
             lite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             sql = "SELECT status FROM deliveries WHERE id = ?"
@@ -371,7 +370,7 @@ def recover_dead_senders(engine: Engine, factory: sessionmaker[Session], owner: 
 
 
 def _sqlite_lock_path(engine: Engine) -> Path | None:
-    database = make_url(str(engine.url)).database
+    database = engine.url.database
     if not database or database == ":memory:":
         return None
     return Path(database).with_name(Path(database).name + ".sender-lock")

@@ -149,7 +149,7 @@ def send(rt: Runtime, now_text: str | None) -> None:
     rt.require_secret_key()
     settings = rt.settings
     factory = rt.factory()
-    clock = Clock(parse_now(now_text, settings) if now_text else None)
+    clock = Clock(parse_now(now_text, settings))
     describe_settled(settle(factory, settings, clock.now()), settings)
     try:
         with progress_reporter(unfinished_count(factory)) as on_batch:
@@ -235,7 +235,7 @@ def worker(rt: Runtime, now_text: str | None) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    clock = Clock(parse_now(now_text, settings) if now_text else None)
+    clock = Clock(parse_now(now_text, settings))
     log.info(
         "worker started with %d connection(s) to %s",
         settings.smtp_connections, settings.smtp.host if settings.smtp else "the outbox",
