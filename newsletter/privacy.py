@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +20,14 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
+from newsletter.tokens import keyed_hash
 
-_PURPOSE = b"suppression\0"
 EXPORT_BATCH = 1000
 
 
 def address_hash(key: bytes, email: str) -> str:
     """The keyed hash (HMAC-SHA256) kept of an erased address; the address itself is not."""
-    return hmac.new(key, _PURPOSE + email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return keyed_hash(key, "suppression", email.strip().lower().encode()).hex()
 
 
 def _hashes(keys: Sequence[bytes], email: str) -> list[str]:

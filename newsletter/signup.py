@@ -7,8 +7,6 @@ and sign-ups per client, in the database, so the limits hold across processes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 import secrets
@@ -35,7 +33,7 @@ from newsletter.models import (
 from newsletter.rendering import RenderError, environment, greeting
 from newsletter.sending import make_transport
 from newsletter.settings import Settings
-from newsletter.tokens import InvalidToken, new_token_id, sign, verify
+from newsletter.tokens import InvalidToken, keyed_hash, new_token_id, sign, verify
 from newsletter.transport import RelayUnavailable
 
 log = logging.getLogger(__name__)
@@ -43,7 +41,6 @@ log = logging.getLogger(__name__)
 CONFIRM = "confirm"  # token purpose
 CLIENT_WINDOW = timedelta(hours=1)
 MAX_BACKOFF_DOUBLINGS = 7  # 15 minutes doubles up to 32 hours between unanswered mails
-_CLIENT_PURPOSE = b"signup-client\0"
 
 
 class TooManySignups(RuntimeError):
@@ -75,8 +72,7 @@ def client_key(host: str | None) -> str:
 
 
 def _client_hash(keys: Sequence[bytes], host: str | None) -> str:
-    message = _CLIENT_PURPOSE + client_key(host).encode()
-    return hmac.new(keys[0], message, hashlib.sha256).hexdigest()
+    return keyed_hash(keys[0], "signup-client", client_key(host).encode()).hex()
 
 
 def _count_client(session: Session, keys: Sequence[bytes], settings: Settings, host: str | None,

@@ -34,8 +34,13 @@ def _unb64(text: str) -> bytes:
         raise InvalidToken("not a token") from None
 
 
+def keyed_hash(key: bytes, purpose: str, data: bytes) -> bytes:
+    """HMAC-SHA256 of `data`, separated by purpose so no hash can stand in for another's."""
+    return hmac.new(key, purpose.encode() + b"\0" + data, hashlib.sha256).digest()
+
+
 def _mac(key: bytes, purpose: str, payload: bytes) -> bytes:
-    return hmac.new(key, purpose.encode() + b"\0" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return keyed_hash(key, purpose, payload)[:_MAC_BYTES]
 
 
 def sign(keys: list[bytes], purpose: str, token_id: str, expires: datetime | None = None) -> str:
