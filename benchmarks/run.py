@@ -174,10 +174,10 @@ def sample_message(work: Path, env: dict[str, str]) -> bytes:
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from sqlalchemy import select
 
-    from newsletter.composing import EditionMessage, Recipient
-    from newsletter.db import make_engine, session_factory
-    from newsletter.models import Edition
+    from newsletter.mail.composing import EditionMessage, Recipient
     from newsletter.settings import load_settings
+    from newsletter.storage.db import make_engine, session_factory
+    from newsletter.storage.models import Edition
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -215,8 +215,8 @@ def floor(port: int, data: bytes, count: int, connections: int) -> float:
 
 
 def render_costs(env: dict[str, str]) -> dict[str, float]:
-    from newsletter.composing import EditionMessage, Recipient
-    from newsletter.rendering import IssueContent, render_edition
+    from newsletter.mail.composing import EditionMessage, Recipient
+    from newsletter.mail.rendering import IssueContent, render_edition
     from newsletter.settings import load_settings
 
     settings = load_settings()

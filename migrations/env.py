@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from newsletter.models import Base
+from newsletter.storage.models import Base
 
 config = context.config
 engine = config.attributes["engine"]

@@ -14,11 +14,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import planning, signup
-from newsletter.db import transaction
-from newsletter.sending import Clock, SenderBusy, deliver, run_job
+from newsletter.delivery.engine import Clock, SenderBusy, deliver, run_job
+from newsletter.mail.transport import RelayUnavailable
+from newsletter.publishing import planning
+from newsletter.readers import signup
 from newsletter.settings import Settings
-from newsletter.transport import RelayUnavailable
+from newsletter.storage.db import transaction
 
 log = logging.getLogger(__name__)
 

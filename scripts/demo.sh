@@ -20,7 +20,7 @@ run $NEWSLETTER subscribers list
 
 # This week's job, as of the latest scheduled send time (the demo may run on any weekday).
 LATEST=$(.venv/bin/python -c 'from datetime import UTC, datetime
-from newsletter.planning import latest_time
+from newsletter.publishing.planning import latest_time
 from newsletter.settings import load_settings
 s = load_settings()
 print(latest_time(s, datetime.now(UTC)).astimezone(s.zone).isoformat())')

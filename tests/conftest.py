@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.cli import main
-from newsletter.db import make_engine, session_factory, upgrade
 from newsletter.settings import Settings, load_settings
+from newsletter.storage.db import make_engine, session_factory, upgrade
 
 PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
 SECRET = "test-secret-key-0123456789abcdef"
@@ -231,7 +231,7 @@ def serve_app(app: Any, port: int | None = None) -> LiveServer:
 @pytest.fixture
 def live_app(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     """The web app served by uvicorn on a real port."""
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
 
     live = serve_app(create_app(settings, engine))
     try:
@@ -269,7 +269,7 @@ class Site:
 
 
 def start_site(env: dict[str, str], engine: Engine, smtp: SmtpServer, **overrides: str) -> Site:
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
 
     port = free_port()
     site_env = {

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.storage.models import Subscriber, SubscriberStatus
 from tests.conftest import Received, Site
 from tests.issuefiles import write_issue
 

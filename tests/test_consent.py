@@ -13,16 +13,16 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import consent, subscriptions
-from newsletter.db import downgrade, make_engine, upgrade
-from newsletter.models import (
+from newsletter.readers import consent, subscriptions
+from newsletter.settings import Settings
+from newsletter.storage.db import downgrade, make_engine, upgrade
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentText,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.settings import Settings
 from newsletter.tokens import new_token_id
 from tests.conftest import Cli, SmtpServer, start_site, start_smtp
 from tests.issuefiles import write_issue

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import Delivery, DeliveryStatus, Subscriber
+from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber
 from tests.conftest import Cli, LiveServer, RecordingHandler, free_port, start_smtp
 from tests.issuefiles import queue_and_import
 

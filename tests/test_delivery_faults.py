@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from tests.conftest import Cli, free_port, start_smtp
 from tests.issuefiles import queue_and_import, write_issue
 

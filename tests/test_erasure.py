@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import ConsentEvent, ConsentEventKind, Subscriber, Suppression
+from newsletter.storage.models import ConsentEvent, ConsentEventKind, Subscriber, Suppression
 from tests.conftest import SECRET, Cli, Site, SmtpServer
 from tests.issuefiles import write_issue
 from tests.test_signup import link_in, sign_up

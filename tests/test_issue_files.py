@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import Issue, IssueStatus
+from newsletter.storage.models import Issue, IssueStatus
 from tests.conftest import Cli
 from tests.issuefiles import write_issue
 

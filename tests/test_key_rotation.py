@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import signup, subscriptions
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.site import CSRF, CSRF_COOKIE
+from newsletter.readers import signup, subscriptions
+from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign, verify
+from newsletter.web.pages import CSRF, CSRF_COOKIE
 from tests.conftest import SECRET, Site, SmtpServer, start_site
 
 NEW_KEY = "the-new-secret-key-after-rotation"

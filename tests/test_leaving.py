@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import subscriptions
-from newsletter.models import (
+from newsletter.readers import subscriptions
+from newsletter.settings import Settings
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     Delivery,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.settings import Settings
 from newsletter.tokens import new_token_id, sign
 from tests.conftest import Cli, LiveServer, SmtpServer
 from tests.issuefiles import write_issue
@@ -250,7 +250,7 @@ def test_a_pause_skips_the_rest_of_a_send_in_progress(
 ) -> None:  # fmt: skip
     cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
     reader = add(factory)
-    from newsletter.editions import settle
+    from newsletter.publishing.editions import settle
 
     settled = settle(factory, settings, datetime.fromisoformat("2026-11-29T07:00:00+01:00"))
     assert settled.created

@@ -6,8 +6,8 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from newsletter.db import alembic_config, downgrade, make_engine, upgrade
 from newsletter.settings import Settings
+from newsletter.storage.db import alembic_config, downgrade, make_engine, upgrade
 from tests.conftest import Cli
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from newsletter.pacing import MIN_RATE, Pacer
+from newsletter.delivery.pacing import MIN_RATE, Pacer
 from tests.conftest import Cli, RecordingHandler, start_smtp
 from tests.issuefiles import queue_and_import
 

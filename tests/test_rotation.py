@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from newsletter.planning import latest_time, next_times, theme_order
+from newsletter.publishing.planning import latest_time, next_times, theme_order
 from newsletter.settings import load_settings
 from tests.conftest import Cli
 

@@ -13,17 +13,17 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import signup
-from newsletter.models import (
+from newsletter.readers import signup
+from newsletter.scheduler import PURGE_JOB_ID, Jobs, build_scheduler
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentText,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.scheduler import PURGE_JOB_ID, Jobs, build_scheduler
-from newsletter.site import CSRF, CSRF_COOKIE
 from newsletter.tokens import new_token_id, sign
+from newsletter.web.pages import CSRF, CSRF_COOKIE
 from tests.conftest import Received, Site, SmtpServer, free_port, start_site
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda link protection)"}
@@ -93,7 +93,7 @@ def test_the_form_shows_the_whole_consent_text_and_sets_a_strict_cookie(site: Si
     page = response.text
     assert '<html lang="nl"' in page
     assert 'method="post"' in page and 'action="/aanmelden"' in page
-    from newsletter import consent
+    from newsletter.readers import consent
 
     text = consent.current(site.settings)
     for paragraph in text.paragraphs:
@@ -371,7 +371,7 @@ def test_an_absent_relay_changes_nothing_on_the_page(
         env, engine, smtp_server, NEWSLETTER_SMTP_URL=f"smtp://127.0.0.1:{free_port()}"
     )
     try:
-        with caplog.at_level(logging.WARNING, logger="newsletter.signup"):
+        with caplog.at_level(logging.WARNING, logger="newsletter.readers.signup"):
             response = sign_up(site, "anna@example.com")
             deadline = datetime.now(UTC) + timedelta(seconds=10)
             while "not sent" not in caplog.text and datetime.now(UTC) < deadline:
@@ -391,7 +391,7 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
 ) -> None:
     from pathlib import Path
 
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
     from tests.conftest import serve_app, settings_from
 
     port = free_port()

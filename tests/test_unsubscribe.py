@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import subscriptions
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.readers import subscriptions
 from newsletter.settings import Settings
+from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign
 from tests.conftest import LiveServer
 

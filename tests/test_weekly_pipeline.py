@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.models import Edition, Issue, IssueStatus
+from newsletter.storage.models import Edition, Issue, IssueStatus
 from tests.conftest import Cli, LiveServer, SmtpServer
 from tests.issuefiles import write_issue
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import newsletter.models
+import newsletter.storage.models
 
 revision = "0001"
 down_revision = None
@@ -43,8 +43,8 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("queued_at", newsletter.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("queued_at", newsletter.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_issues")),
         sa.UniqueConstraint("slug", name=op.f("uq_issues_slug")),
     )
@@ -72,10 +72,10 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("token_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", newsletter.models.UTCDateTime(), nullable=False),
-        sa.Column("subscribed_at", newsletter.models.UTCDateTime(), nullable=True),
-        sa.Column("unsubscribed_at", newsletter.models.UTCDateTime(), nullable=True),
-        sa.Column("bounced_at", newsletter.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", newsletter.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("subscribed_at", newsletter.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("unsubscribed_at", newsletter.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("bounced_at", newsletter.storage.models.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
         sa.UniqueConstraint("token_id", name=op.f("uq_subscribers_token_id")),
@@ -83,7 +83,7 @@ def upgrade() -> None:
     op.create_table(
         "editions",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("scheduled_at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("scheduled_at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("theme", sa.String(length=64), nullable=False),
         sa.Column("subject", sa.String(length=300), nullable=False),
@@ -102,8 +102,8 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("created_at", newsletter.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", newsletter.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", newsletter.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", newsletter.storage.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["issue_id"], ["issues.id"], name=op.f("fk_editions_issue_id_issues")
         ),
@@ -134,12 +134,12 @@ def upgrade() -> None:
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", newsletter.models.UTCDateTime(), nullable=True),
-        sa.Column("next_attempt_at", newsletter.models.UTCDateTime(), nullable=True),
-        sa.Column("first_attempt_at", newsletter.models.UTCDateTime(), nullable=True),
+        sa.Column("lease_expires_at", newsletter.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", newsletter.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("first_attempt_at", newsletter.storage.models.UTCDateTime(), nullable=True),
         sa.Column("last_code", sa.Integer(), nullable=True),
         sa.Column("last_reply", sa.String(length=500), nullable=True),
-        sa.Column("finished_at", newsletter.models.UTCDateTime(), nullable=True),
+        sa.Column("finished_at", newsletter.storage.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["edition_id"],
             ["editions.id"],

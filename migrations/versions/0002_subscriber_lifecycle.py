@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import newsletter.models
+import newsletter.storage.models
 
 revision = "0002"
 down_revision = "0001"
@@ -52,14 +52,14 @@ def upgrade() -> None:
         "consent_texts",
         sa.Column("version", sa.String(length=16), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("first_used_at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("first_used_at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_consent_texts")),
     )
     op.create_table(
         "signup_attempts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("client_hash", sa.String(length=64), nullable=False),
-        sa.Column("at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signup_attempts")),
     )
     with op.batch_alter_table("signup_attempts", schema=None) as batch_op:
@@ -69,7 +69,7 @@ def upgrade() -> None:
     op.create_table(
         "suppressions",
         sa.Column("address_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("address_hash", name=op.f("pk_suppressions")),
     )
     op.create_table(
@@ -95,7 +95,7 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("at", newsletter.models.UTCDateTime(), nullable=False),
+        sa.Column("at", newsletter.storage.models.UTCDateTime(), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("consent_version", sa.String(length=16), nullable=True),
         sa.Column("detail", sa.String(length=500), nullable=True),
@@ -111,13 +111,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_consent_events_subscriber_id", ["subscriber_id"], unique=False)
 
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("requested_at", newsletter.models.UTCDateTime()))
-        batch_op.add_column(sa.Column("confirmed_at", newsletter.models.UTCDateTime()))
+        batch_op.add_column(sa.Column("requested_at", newsletter.storage.models.UTCDateTime()))
+        batch_op.add_column(sa.Column("confirmed_at", newsletter.storage.models.UTCDateTime()))
         batch_op.add_column(sa.Column("source", sa.String(length=32)))
         batch_op.add_column(sa.Column("consent_version", sa.String(length=16)))
         batch_op.add_column(sa.Column("consent_basis", sa.String(length=500)))
-        batch_op.add_column(sa.Column("paused_until", newsletter.models.UTCDateTime()))
-        batch_op.add_column(sa.Column("confirm_sent_at", newsletter.models.UTCDateTime()))
+        batch_op.add_column(sa.Column("paused_until", newsletter.storage.models.UTCDateTime()))
+        batch_op.add_column(sa.Column("confirm_sent_at", newsletter.storage.models.UTCDateTime()))
         batch_op.add_column(
             sa.Column("confirm_sends", sa.Integer(), server_default="0", nullable=False)
         )
@@ -128,10 +128,10 @@ def upgrade() -> None:
         "subscribers",
         sa.column("id", sa.Integer()),
         sa.column("status", sa.String()),
-        sa.column("created_at", newsletter.models.UTCDateTime()),
-        sa.column("subscribed_at", newsletter.models.UTCDateTime()),
-        sa.column("requested_at", newsletter.models.UTCDateTime()),
-        sa.column("confirmed_at", newsletter.models.UTCDateTime()),
+        sa.column("created_at", newsletter.storage.models.UTCDateTime()),
+        sa.column("subscribed_at", newsletter.storage.models.UTCDateTime()),
+        sa.column("requested_at", newsletter.storage.models.UTCDateTime()),
+        sa.column("confirmed_at", newsletter.storage.models.UTCDateTime()),
         sa.column("source", sa.String()),
         sa.column("consent_basis", sa.String()),
     )
@@ -139,7 +139,7 @@ def upgrade() -> None:
         "consent_events",
         sa.column("subscriber_id", sa.Integer()),
         sa.column("event", sa.String()),
-        sa.column("at", newsletter.models.UTCDateTime()),
+        sa.column("at", newsletter.storage.models.UTCDateTime()),
         sa.column("source", sa.String()),
         sa.column("detail", sa.String()),
     )

@@ -10,7 +10,7 @@ import click
 from newsletter.cli.database import db
 from newsletter.cli.delivery import retry, send, status, worker
 from newsletter.cli.issues import issues
-from newsletter.cli.services import scheduler, serve
+from newsletter.cli.processes import scheduler, serve
 from newsletter.cli.subscribers import subscribers
 
 

@@ -13,13 +13,13 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.db import (
+from newsletter.settings import Settings, SettingsError, load_settings
+from newsletter.storage.db import (
     PendingMigrationsError,
     check_migrations,
     make_engine,
     session_factory,
 )
-from newsletter.settings import Settings, SettingsError, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(highlight=False, soft_wrap=True)

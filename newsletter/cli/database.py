@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from newsletter.cli._runtime import Runtime, pass_runtime
-from newsletter.db import current_revisions, upgrade
+from newsletter.storage.db import current_revisions, upgrade
 
 
 @click.group()

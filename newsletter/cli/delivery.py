@@ -15,12 +15,8 @@ from rich import box
 from rich.table import Table
 from sqlalchemy import func, select
 
-from newsletter import ledger
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
-from newsletter.db import transaction
-from newsletter.editions import Settled, settle
-from newsletter.models import Delivery, DeliveryStatus, Edition
-from newsletter.sending import (
+from newsletter.delivery.engine import (
     CapReached,
     Clock,
     DeliveryReport,
@@ -29,9 +25,13 @@ from newsletter.sending import (
     unfinished_count,
     work,
 )
-from newsletter.sending import Progress as SendProgress
+from newsletter.delivery.engine import Progress as SendProgress
+from newsletter.mail.transport import RelayUnavailable
+from newsletter.publishing.editions import Settled, settle
 from newsletter.settings import Settings
-from newsletter.transport import RelayUnavailable
+from newsletter.storage import ledger
+from newsletter.storage.db import transaction
+from newsletter.storage.models import Delivery, DeliveryStatus, Edition
 
 LOG_EVERY_SECONDS = 5.0
 

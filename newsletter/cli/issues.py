@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from newsletter import authoring, planning
 from newsletter.cli._runtime import Runtime, console, local, parse_now, pass_runtime
-from newsletter.db import transaction
-from newsletter.rendering import IssueContent, Markers, greeting, personalise, render_edition
+from newsletter.mail.rendering import IssueContent, Markers, greeting, personalise, render_edition
+from newsletter.publishing import issue_files, planning
+from newsletter.storage.db import transaction
 
 
 @click.group()
@@ -19,16 +19,16 @@ def issues() -> None:
     """Write, check, queue, plan and preview issues (Markdown files in the issues folder)."""
 
 
-def _checked(rt: Runtime, paths: tuple[Path, ...]) -> list[authoring.IssueDraft]:
+def _checked(rt: Runtime, paths: tuple[Path, ...]) -> list[issue_files.IssueDraft]:
     if not paths and not rt.settings.issues_dir.is_dir():
         raise click.ClickException(
             f"the issues folder {rt.settings.issues_dir}/ does not exist "
             "(set NEWSLETTER_ISSUES_DIR, or name the files)"
         )
-    files = authoring.collect_paths(paths, rt.settings.issues_dir)
+    files = issue_files.collect_paths(paths, rt.settings.issues_dir)
     if not files:
         raise click.ClickException(f"no issue files found in {rt.settings.issues_dir}")
-    drafts, problems = authoring.check_files(files, rt.settings.themes)
+    drafts, problems = issue_files.check_files(files, rt.settings.themes)
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:
@@ -57,7 +57,7 @@ def issues_queue(rt: Runtime, paths: tuple[Path, ...]) -> None:
     except click.ClickException as exc:
         raise click.ClickException(f"{exc.message}; nothing was queued") from None
     with transaction(factory) as session:
-        outcomes = authoring.queue(session, drafts, datetime.now(UTC))
+        outcomes = issue_files.queue(session, drafts, datetime.now(UTC))
     labels = {
         "queued": "queued",
         "updated": "updated (not sent yet)",

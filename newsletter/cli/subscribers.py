@@ -15,10 +15,10 @@ import click
 from rich.table import Table
 from sqlalchemy import select
 
-from newsletter import privacy, subscriptions
 from newsletter.cli._runtime import Runtime, console, pass_runtime
-from newsletter.db import transaction
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.readers import privacy, subscriptions
+from newsletter.storage.db import transaction
+from newsletter.storage.models import Subscriber, SubscriberStatus
 
 CONSENT_HELP = (
     "Why you may mail them: the basis recorded in the consent log, e.g. 'signed up on paper at "

@@ -14,8 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from newsletter import consent, privacy
-from newsletter.models import (
+from newsletter.readers import consent, privacy
+from newsletter.storage.models import (
     UNFINISHED,
     ConsentEventKind,
     Delivery,

@@ -20,15 +20,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from newsletter import consent, subscriptions
-from newsletter.db import check_migrations, make_engine, session_factory, transaction
-from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.rendering import dutch_date
+from newsletter.mail.rendering import dutch_date
+from newsletter.readers import consent, subscriptions
 from newsletter.resources import resource_dir
 from newsletter.settings import Settings
-from newsletter.site import BodyLimit, Site
+from newsletter.storage.db import check_migrations, make_engine, session_factory, transaction
+from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import InvalidToken, verify
-from newsletter.web_signup import routes as signup_routes
+from newsletter.web.pages import BodyLimit, Site
+from newsletter.web.signup import routes as signup_routes
 
 log = logging.getLogger(__name__)
 

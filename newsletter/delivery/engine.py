@@ -31,15 +31,15 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import ledger
-from newsletter.composing import EditionMessage, Recipient
-from newsletter.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, transaction
-from newsletter.editions import Settled, settle
-from newsletter.models import UNFINISHED, Delivery, DeliveryStatus, Edition
-from newsletter.pacing import Pacer
+from newsletter.delivery.pacing import Pacer
+from newsletter.mail.composing import EditionMessage, Recipient
+from newsletter.mail.transport import OutboxTransport, RelayUnavailable, SmtpTransport, Transport
+from newsletter.publishing.editions import Settled, settle
+from newsletter.readers.subscriptions import unsubscribe_url
 from newsletter.settings import Settings
-from newsletter.subscriptions import unsubscribe_url
-from newsletter.transport import OutboxTransport, RelayUnavailable, SmtpTransport, Transport
+from newsletter.storage import ledger
+from newsletter.storage.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, transaction
+from newsletter.storage.models import UNFINISHED, Delivery, DeliveryStatus, Edition
 
 log = logging.getLogger(__name__)
 

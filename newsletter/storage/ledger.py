@@ -17,8 +17,9 @@ from typing import cast
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import consent
-from newsletter.models import (
+from newsletter.mail.transport import Outcome
+from newsletter.readers import consent
+from newsletter.storage.models import (
     UNFINISHED,
     ConsentEventKind,
     Delivery,
@@ -28,7 +29,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.transport import Outcome
 
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=4)

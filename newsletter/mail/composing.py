@@ -15,7 +15,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from newsletter.rendering import Markers, greeting, slot_values, split_on_markers
+from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
 
 CRLF = b"\r\n"

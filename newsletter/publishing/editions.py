@@ -10,9 +10,11 @@ from sqlalchemy import func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import planning
-from newsletter.db import transaction
-from newsletter.models import (
+from newsletter.mail.rendering import IssueContent, render_edition
+from newsletter.publishing import planning
+from newsletter.settings import Settings
+from newsletter.storage.db import transaction
+from newsletter.storage.models import (
     Delivery,
     DeliveryStatus,
     Edition,
@@ -21,8 +23,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.rendering import IssueContent, render_edition
-from newsletter.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from frontmatter.default_handlers import YAMLHandler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Issue, IssueStatus
+from newsletter.storage.models import Issue, IssueStatus
 
 REQUIRED = ("theme", "subject", "question")
 OPTIONAL = ("preheader",)

@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from newsletter import consent, signup, subscriptions
-from newsletter.db import transaction
-from newsletter.models import SubscriberStatus
-from newsletter.site import CSRF_FIELD, Site
+from newsletter.readers import consent, signup, subscriptions
+from newsletter.storage.db import transaction
+from newsletter.storage.models import SubscriberStatus
+from newsletter.web.pages import CSRF_FIELD, Site
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from newsletter import consent
-from newsletter.models import (
+from newsletter.readers import consent
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentText,

@@ -21,8 +21,9 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from newsletter import consent, planning
-from newsletter.rendering import dutch_date
+from newsletter.mail.rendering import dutch_date
+from newsletter.publishing import planning
+from newsletter.readers import consent
 from newsletter.settings import Settings
 from newsletter.tokens import InvalidToken, new_token_id, sign, verify
 

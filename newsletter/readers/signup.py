@@ -22,19 +22,19 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import consent, privacy, subscriptions
-from newsletter.models import (
+from newsletter.delivery.engine import make_transport
+from newsletter.mail.rendering import RenderError, environment, greeting
+from newsletter.mail.transport import RelayUnavailable
+from newsletter.readers import consent, privacy, subscriptions
+from newsletter.settings import Settings
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     SignupAttempt,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.rendering import RenderError, environment, greeting
-from newsletter.sending import make_transport
-from newsletter.settings import Settings
 from newsletter.tokens import InvalidToken, keyed_hash, new_token_id, sign, verify
-from newsletter.transport import RelayUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import signal
 import click
 
 from newsletter.cli._runtime import Runtime, log, pass_runtime
-from newsletter.db import PendingMigrationsError
+from newsletter.storage.db import PendingMigrationsError
 
 # The web stack and the scheduler are imported by their commands only: `send` and `worker`
 # stay lean (peak memory is measured in benchmarks/).
@@ -21,7 +21,7 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     """Serve the unsubscribe pages (and the rest of the web endpoints) over HTTP."""
     import uvicorn
 
-    from newsletter.web import create_app
+    from newsletter.web.app import create_app
 
     rt.require_secret_key()
     try:

@@ -13,15 +13,15 @@ from sqlalchemy import ColumnElement, Insert, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.models import (
+from newsletter.mail.rendering import environment
+from newsletter.settings import Settings
+from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentText,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.rendering import environment
-from newsletter.settings import Settings
 
 TEMPLATE = "consent.txt.j2"
 

@@ -10,8 +10,8 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Edition, Issue, IssueStatus
 from newsletter.settings import Settings
+from newsletter.storage.models import Edition, Issue, IssueStatus
 
 # How far back to look for the latest scheduled time: the grace first, then ever wider.
 _LOOKBACK = (timedelta(days=8), timedelta(days=40), timedelta(days=400))
