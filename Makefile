@@ -2,15 +2,22 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUN    := $(VENV)/.installed-run
+DEV    := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench browser clean
+.PHONY: demo test lint fmt bench browser clean
 
-$(STAMP): pyproject.toml
+# What the demo needs: the package and its runtime dependencies.
+$(RUN): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN)
+
+# What the tests and the linters need on top.
+$(DEV): $(RUN) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(DEV)
 
 # Debian's chromium drives the browser tests (Playwright uses it; it downloads no browser).
 browser:
@@ -18,18 +25,23 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-demo: $(STAMP)
+demo: $(RUN)
 	./scripts/demo.sh
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict newsletter
+	$(BIN)/lint-imports
 
-test: $(STAMP) browser lint
+fmt: $(DEV)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(DEV) browser lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the engine handed over by newsletter.db."""
+"""Alembic environment: runs on the engine handed over by newsletter.storage.db, or, when
+`alembic` is run by hand from a checkout, on NEWSLETTER_DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from alembic import context
 from newsletter.storage.models import Base
 
 config = context.config
-engine = config.attributes["engine"]
+engine = config.attributes.get("engine")
+if engine is None:  # `alembic revision --autogenerate` from a checkout
+    from newsletter.settings import load_settings
+    from newsletter.storage.db import make_engine
+
+    engine = make_engine(load_settings().database_url)
 
 with engine.connect() as connection:
     sqlite = connection.dialect.name == "sqlite"

@@ -14,9 +14,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.delivery.engine import Clock, SenderBusy, deliver, run_job
+from newsletter.delivery.engine import deliver
+from newsletter.delivery.run import Clock, DeliveryReport
+from newsletter.delivery.senders import SenderBusy
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.publishing import planning
+from newsletter.publishing.editions import Settled, SettleOutcome, settle
 from newsletter.readers import signup
 from newsletter.settings import Settings
 from newsletter.storage.db import transaction
@@ -27,6 +30,14 @@ WEEKLY_JOB_ID = "weekly-send"
 RETRY_JOB_ID = "deliver-due"
 RETRY_INTERVAL_SECONDS = 60
 PURGE_JOB_ID = "purge-unconfirmed"
+
+
+def run_job(
+    engine: Engine, factory: sessionmaker[Session], settings: Settings, clock: Clock
+) -> tuple[Settled, DeliveryReport]:
+    """The weekly job: settle this week's edition if due, then deliver what is due."""
+    settled = settle(factory, settings, clock.now())
+    return settled, deliver(engine, factory, settings, clock)
 
 
 class Jobs:
@@ -43,17 +54,19 @@ class Jobs:
         except (SenderBusy, RelayUnavailable) as exc:
             log.warning("weekly job: %s; the next minute's run tries again", exc)
             return
-        if settled.missed:
+        if settled.outcome is SettleOutcome.MISSED:
             log.warning("missed the send of %s: past the grace", settled.scheduled_at)
-        elif settled.nothing_queued:
+        elif settled.outcome is SettleOutcome.NOTHING_QUEUED:
             log.warning("nothing queued for %s: no email this week", settled.scheduled_at)
         for theme in settled.skipped_themes:
             log.warning("nothing queued for the theme %s; skipped this week", theme)
         log.info(
             "weekly job: edition %s, sent %d, failed %d, to retry %d",
-            settled.edition_id, report.progress.sent, report.progress.failed,
+            settled.edition_id,
+            report.progress.sent,
+            report.progress.failed,
             report.progress.retry,
-        )  # fmt: skip
+        )
 
     def deliver_due(self) -> None:
         try:
@@ -64,8 +77,10 @@ class Jobs:
         if report.progress.handled:
             log.info(
                 "delivered due messages: sent %d, failed %d, to retry %d",
-                report.progress.sent, report.progress.failed, report.progress.retry,
-            )  # fmt: skip
+                report.progress.sent,
+                report.progress.failed,
+                report.progress.retry,
+            )
 
     def purge_unconfirmed(self) -> None:
         """Delete sign-ups never confirmed within NEWSLETTER_PENDING_RETENTION_DAYS."""

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.readers import consent, subscriptions
+from newsletter.readers import addresses, consent
 from newsletter.settings import Settings
 from newsletter.storage.db import downgrade, make_engine, upgrade
 from newsletter.storage.models import (
@@ -113,7 +113,7 @@ def test_add_and_import_record_the_operators_basis(
     cli("subscribers", "import", str(csv_file), "--consent", "paper list, Oct 2026")
     expected = {
         "anna@example.com": ("cli", "asked at the retreat"),
-        "bram@example.com": ("cli", subscriptions.NO_BASIS),
+        "bram@example.com": ("cli", addresses.NO_BASIS),
         "cor@example.org": ("import", "paper list, Oct 2026"),
         "daan@example.org": ("import", "paper list, Oct 2026"),
     }

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.readers import signup, subscriptions
+from newsletter.links import Purpose
+from newsletter.readers import addresses, signup, subscriptions
 from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign, verify
-from newsletter.web.pages import CSRF, CSRF_COOKIE
+from newsletter.web.guards import CSRF_COOKIE
 from tests.conftest import SECRET, Site, SmtpServer, start_site
 
 NEW_KEY = "the-new-secret-key-after-rotation"
@@ -48,7 +49,7 @@ def test_links_in_letters_sent_before_the_rotation_still_work(
     rotated: Site, factory: sessionmaker[Session]
 ) -> None:
     reader = add(factory, "anna@example.com")
-    token = sign(OLD, subscriptions.UNSUBSCRIBE, reader.token_id)
+    token = sign(OLD, Purpose.UNSUBSCRIBE, reader.token_id)
     assert httpx.get(f"{rotated.url}/afmelden/{token}").status_code == 200
     assert httpx.post(f"{rotated.url}/pauzeren/{token}", data={"weken": "2"}).status_code == 200
     assert status(factory, reader).paused_until is not None
@@ -72,13 +73,13 @@ def test_a_confirmation_link_sent_before_the_rotation_still_works(
     assert httpx.get(url).status_code == 200
     assert httpx.post(url).status_code == 200
     with factory() as session:
-        found = subscriptions.find_by_address(session, "bram@example.com")
+        found = addresses.find_by_address(session, "bram@example.com")
     assert found is not None and found.status is SubscriberStatus.SUBSCRIBED
 
 
 def test_a_form_opened_before_the_rotation_can_still_be_sent(rotated: Site) -> None:
     nonce = new_token_id()
-    token = sign(OLD, CSRF, nonce, datetime.now(UTC) + timedelta(hours=1))
+    token = sign(OLD, Purpose.CSRF, nonce, datetime.now(UTC) + timedelta(hours=1))
     with httpx.Client(cookies={CSRF_COOKIE: nonce}) as browser:
         response = browser.post(
             f"{rotated.url}/aanmelden", data={"email": "cor@example.org", "csrf_token": token}
@@ -96,6 +97,6 @@ def test_new_links_are_signed_with_the_new_key(
         )  # fmt: skip
     assert mail is not None
     token = mail.url.rsplit("/", 1)[1]
-    assert verify([NEW_KEY.encode()], signup.CONFIRM, token)
+    assert verify([NEW_KEY.encode()], Purpose.CONFIRM, token)
     with pytest.raises(ValueError):
-        verify(OLD, signup.CONFIRM, token)
+        verify(OLD, Purpose.CONFIRM, token)

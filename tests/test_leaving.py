@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.links import Purpose
+from newsletter.publishing.editions import SettleOutcome
 from newsletter.readers import subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import (
@@ -33,7 +35,7 @@ def add(factory: sessionmaker[Session], email: str = "anna@example.com") -> Subs
 
 
 def token(settings: Settings, subscriber: Subscriber) -> str:
-    return sign(settings.secret_keys(), subscriptions.UNSUBSCRIBE, subscriber.token_id)
+    return sign(settings.secret_keys(), Purpose.UNSUBSCRIBE, subscriber.token_id)
 
 
 def fresh(factory: sessionmaker[Session], subscriber: Subscriber) -> Subscriber:
@@ -197,9 +199,9 @@ def test_bad_tokens_get_404_everywhere(
     bad = [
         t[:10] + ("A" if t[10] != "A" else "B") + t[11:],
         t[:-1] + ("A" if t[-1] != "A" else "B"),
-        sign(keys, subscriptions.UNSUBSCRIBE, new_token_id()),
+        sign(keys, Purpose.UNSUBSCRIBE, new_token_id()),
         sign(keys, "confirm", reader.token_id),
-        sign([b"a-key-nobody-here-has-ever-used"], subscriptions.UNSUBSCRIBE, reader.token_id),
+        sign([b"a-key-nobody-here-has-ever-used"], Purpose.UNSUBSCRIBE, reader.token_id),
         "x",
     ]
     for value in bad:
@@ -253,7 +255,7 @@ def test_a_pause_skips_the_rest_of_a_send_in_progress(
     from newsletter.publishing.editions import settle
 
     settled = settle(factory, settings, datetime.fromisoformat("2026-11-29T07:00:00+01:00"))
-    assert settled.created
+    assert settled.outcome is SettleOutcome.CREATED
     httpx.post(f"{live_app.url}/pauzeren/{token(settings, reader)}", data={"weken": "2"})
     with factory() as session:
         delivery = session.scalars(select(Delivery)).one()

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.links import Purpose
 from newsletter.readers import signup
 from newsletter.scheduler import PURGE_JOB_ID, Jobs, build_scheduler
 from newsletter.storage.models import (
@@ -23,7 +24,7 @@ from newsletter.storage.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import new_token_id, sign
-from newsletter.web.pages import CSRF, CSRF_COOKIE
+from newsletter.web.guards import CSRF_COOKIE
 from tests.conftest import Received, Site, SmtpServer, free_port, start_site
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda link protection)"}
@@ -240,7 +241,7 @@ def test_a_post_without_the_forms_token_and_cookie_only_shows_the_form_again(
 ) -> None:
     keys = site.settings.secret_keys()
     nonce = new_token_id()
-    good = sign(keys, CSRF, nonce, datetime.now(UTC) + timedelta(hours=1))
+    good = sign(keys, Purpose.CSRF, nonce, datetime.now(UTC) + timedelta(hours=1))
     attempts = [
         ({"email": "a@example.com"}, {}),  # a bare cross-site post
         ({"email": "a@example.com", "csrf_token": good}, {}),  # token, no cookie
@@ -248,12 +249,12 @@ def test_a_post_without_the_forms_token_and_cookie_only_shows_the_form_again(
         ({"email": "a@example.com", "csrf_token": "x" * 43}, {CSRF_COOKIE: nonce}),
         (
             {"email": "a@example.com",
-             "csrf_token": sign(keys, CSRF, nonce, datetime.now(UTC) - timedelta(seconds=1))},
+             "csrf_token": sign(keys, Purpose.CSRF, nonce, datetime.now(UTC) - timedelta(seconds=1))},
             {CSRF_COOKIE: nonce},
         ),  # expired
         (
             {"email": "a@example.com",
-             "csrf_token": sign([b"another-secret-key-entirely!"], CSRF, nonce)},
+             "csrf_token": sign([b"another-secret-key-entirely!"], Purpose.CSRF, nonce)},
             {CSRF_COOKIE: nonce},
         ),  # signed with a key we do not hold
     ]  # fmt: skip
@@ -324,9 +325,9 @@ def test_bad_confirmation_links_get_404_and_change_nothing(
         url[:-1] + ("A" if url[-1] != "A" else "B"),  # a changed last character
         url + "x",
         f"{site.url}/bevestig/"
-        + sign(keys, signup.CONFIRM, found.token_id, datetime.now(UTC) - timedelta(seconds=5)),
+        + sign(keys, Purpose.CONFIRM, found.token_id, datetime.now(UTC) - timedelta(seconds=5)),
         f"{site.url}/bevestig/"
-        + sign(keys, signup.CONFIRM, new_token_id(), datetime.now(UTC) + timedelta(days=1)),
+        + sign(keys, Purpose.CONFIRM, new_token_id(), datetime.now(UTC) + timedelta(days=1)),
         f"{site.url}/bevestig/" + sign(keys, "unsubscribe", found.token_id),  # wrong purpose
         f"{site.url}/bevestig/%00%ff",
         f"{site.url}/bevestig/" + "A" * 300,
@@ -400,7 +401,7 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
     try:
         site = Site(live.url, env, settings, None, live)  # type: ignore[arg-type]
         assert sign_up(site, "anna@example.com").status_code == 200
-        outbox = Path(env["NEWSLETTER_OUTBOX_DIR"]) / "signup"
+        outbox = Path(env["NEWSLETTER_OUTBOX_DIR"])
         deadline = datetime.now(UTC) + timedelta(seconds=10)
         while not list(outbox.glob("*.eml")) and datetime.now(UTC) < deadline:
             time.sleep(0.02)

@@ -8,6 +8,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter import links
+from newsletter.links import Purpose
 from newsletter.readers import subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import Subscriber, SubscriberStatus
@@ -21,9 +23,7 @@ def make_subscriber(factory: sessionmaker[Session], email: str = "anna@example.c
 
 
 def path_for(settings: Settings, subscriber: Subscriber) -> str:
-    url = subscriptions.unsubscribe_url(
-        settings.base_url, settings.secret_keys(), subscriber.token_id
-    )
+    url = links.unsubscribe_url(settings.base_url, settings.secret_keys(), subscriber.token_id)
     return url.removeprefix(settings.base_url)
 
 
@@ -98,7 +98,7 @@ def test_a_validly_signed_token_for_nobody_gets_404(
     live_app: LiveServer, settings: Settings, factory: sessionmaker[Session]
 ) -> None:
     make_subscriber(factory)
-    token = sign(settings.secret_keys(), subscriptions.UNSUBSCRIBE, new_token_id())
+    token = sign(settings.secret_keys(), Purpose.UNSUBSCRIBE, new_token_id())
     assert httpx.post(f"{live_app.url}/afmelden/{token}").status_code == 404
 
 

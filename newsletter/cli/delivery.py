@@ -16,18 +16,12 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
-from newsletter.delivery.engine import (
-    CapReached,
-    Clock,
-    DeliveryReport,
-    SenderBusy,
-    deliver,
-    unfinished_count,
-    work,
-)
-from newsletter.delivery.engine import Progress as SendProgress
+from newsletter.delivery.engine import CapReached, deliver, retry_edition, work
+from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
+from newsletter.delivery.run import Progress as SendProgress
+from newsletter.delivery.senders import SenderBusy
 from newsletter.mail.transport import RelayUnavailable
-from newsletter.publishing.editions import Settled, settle
+from newsletter.publishing.editions import Settled, SettleOutcome, settle
 from newsletter.settings import Settings
 from newsletter.storage import ledger
 from newsletter.storage.db import transaction
@@ -42,7 +36,8 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
         click.echo("No scheduled send time in the past year: nothing to settle.")
         return
     when = local(settled.scheduled_at, settings)
-    if settled.missed:
+    outcome = settled.outcome
+    if outcome is SettleOutcome.MISSED:
         local_iso = settled.scheduled_at.astimezone(settings.zone).isoformat()
         hours = settings.misfire_grace_hours
         click.echo(
@@ -51,13 +46,13 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
             f"To send it anyway: newsletter send --now {local_iso}",
             err=True,
         )
-    elif settled.nothing_queued:
+    elif outcome is SettleOutcome.NOTHING_QUEUED:
         click.echo(
             f"Warning: nothing is queued for {when}; no email this week. "
             "Queue issues with: newsletter issues queue issues/*.md",
             err=True,
         )
-    elif settled.created:
+    elif outcome is SettleOutcome.CREATED:
         click.echo(
             f"{when}: edition {settled.edition_id} settled: {settled.theme}, "
             f"“{settled.subject}”, {settled.recipients} recipients."
@@ -65,7 +60,7 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
     else:
         click.echo(f"{when}: edition {settled.edition_id} was settled before; finishing it.")
     for theme in settled.skipped_themes:
-        if settled.created or settled.nothing_queued:
+        if outcome in (SettleOutcome.CREATED, SettleOutcome.NOTHING_QUEUED):
             click.echo(
                 f"Warning: nothing queued for the theme {theme}; skipped this week.", err=True
             )
@@ -113,8 +108,13 @@ def progress_logger(total: int | None) -> Callable[[SendProgress], None]:
             eta = f", about {left / rate:.0f} s left" if rate > 0 and left else ""
             log.info(
                 "sent %d, failed %d, retry %d, skipped %d, %.0f msg/s%s",
-                p.sent, p.failed, p.retry, p.skipped, rate, eta,
-            )  # fmt: skip
+                p.sent,
+                p.failed,
+                p.retry,
+                p.skipped,
+                rate,
+                eta,
+            )
 
     return log_line
 
@@ -238,8 +238,9 @@ def worker(rt: Runtime, now_text: str | None) -> None:
     clock = Clock(parse_now(now_text, settings))
     log.info(
         "worker started with %d connection(s) to %s",
-        settings.smtp_connections, settings.smtp.host if settings.smtp else "the outbox",
-    )  # fmt: skip
+        settings.smtp_connections,
+        settings.smtp.host if settings.smtp else "the outbox",
+    )
     try:
         progress = work(
             rt.engine, factory, settings, stop, clock=clock, on_batch=progress_logger(None)
@@ -266,7 +267,7 @@ def retry(rt: Runtime, edition: int, include_bounced: bool) -> None:
     with transaction(factory) as session:
         if session.get(Edition, edition) is None:
             raise click.ClickException(f"there is no edition {edition}")
-        requeued, restored = ledger.requeue_failed(
+        requeued, restored = retry_edition(
             session, edition, include_bounced=include_bounced, now=datetime.now(UTC)
         )
     click.echo(f"Put {requeued} failed deliveries of edition {edition} back in the queue.")

@@ -59,12 +59,12 @@ def issues_queue(rt: Runtime, paths: tuple[Path, ...]) -> None:
     with transaction(factory) as session:
         outcomes = issue_files.queue(session, drafts, datetime.now(UTC))
     labels = {
-        "queued": "queued",
-        "updated": "updated (not sent yet)",
-        "unchanged": "unchanged, already queued",
-        "sent": "already sent, unchanged",
-        "sent-changed": "already sent: a sent issue never changes; save it under a new name "
-        "to send it again",
+        issue_files.QueueAction.QUEUED: "queued",
+        issue_files.QueueAction.UPDATED: "updated (not sent yet)",
+        issue_files.QueueAction.UNCHANGED: "unchanged, already queued",
+        issue_files.QueueAction.SENT: "already sent, unchanged",
+        issue_files.QueueAction.SENT_CHANGED: "already sent: a sent issue never changes; "
+        "save it under a new name to send it again",
     }
     for outcome in outcomes:
         click.echo(f"{outcome.draft.path}: {labels[outcome.action]}")

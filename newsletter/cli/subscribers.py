@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from newsletter.cli._runtime import Runtime, console, pass_runtime
-from newsletter.readers import privacy, subscriptions
+from newsletter.readers import addresses, privacy, subscriptions
 from newsletter.storage.db import transaction
 from newsletter.storage.models import Subscriber, SubscriberStatus
 
@@ -39,7 +39,7 @@ def _keys(rt: Runtime) -> list[bytes]:
 def _no_basis_note(basis: str | None) -> None:
     if not (basis or "").strip():
         click.echo(
-            f"note: no --consent given; the consent log records: {subscriptions.NO_BASIS}",
+            f"note: no --consent given; the consent log records: {addresses.NO_BASIS}",
             err=True,
         )
 
@@ -59,7 +59,7 @@ def subscribers_add(rt: Runtime, email: str, name: str | None, basis: str | None
                 session, email, name, datetime.now(UTC), basis=basis, keys=keys
             )
     except (
-        subscriptions.AddressError,
+        addresses.AddressError,
         subscriptions.AlreadySubscribed,
         subscriptions.Suppressed,
     ) as exc:
@@ -85,7 +85,7 @@ def subscribers_import(rt: Runtime, csv_file: Path, basis: str | None) -> None:
             report = subscriptions.import_csv(
                 session, csv_file, datetime.now(UTC), basis=basis, keys=keys
             )
-    except subscriptions.AddressError as exc:
+    except addresses.AddressError as exc:
         raise click.ClickException(str(exc)) from None
     for line, problem in report.problems:
         click.echo(f"{csv_file}:{line}: skipped: {problem}", err=True)
@@ -134,8 +134,8 @@ def subscribers_list(rt: Runtime, status: str | None) -> None:
 def _address(email: str) -> str:
     """The address as stored, or as typed when it no longer passes the checks."""
     try:
-        return subscriptions.normalise_address(email)
-    except subscriptions.AddressError:
+        return addresses.normalise_address(email)
+    except addresses.AddressError:
         return email.strip()
 
 
@@ -146,7 +146,7 @@ def subscribers_unsubscribe(rt: Runtime, email: str) -> None:
     """Take a reader off the list now (logged as unsubscribed by the operator)."""
     address = _address(email)
     with transaction(rt.factory()) as session:
-        subscriber = subscriptions.find_by_address(session, address)
+        subscriber = addresses.find_by_address(session, address)
         if subscriber is None:
             raise click.ClickException(f"{address} is not on the list")
         changed = subscriptions.unsubscribe(session, subscriber, datetime.now(UTC))
@@ -167,10 +167,21 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 CSV_COLUMNS = (
-    "email", "name", "status", "source", "requested_at", "confirmed_at", "consent_version",
-    "consent_basis", "created_at", "subscribed_at", "unsubscribed_at", "bounced_at",
-    "paused_until", "consent_log",
-)  # fmt: skip
+    "email",
+    "name",
+    "status",
+    "source",
+    "requested_at",
+    "confirmed_at",
+    "consent_version",
+    "consent_basis",
+    "created_at",
+    "subscribed_at",
+    "unsubscribed_at",
+    "bounced_at",
+    "paused_until",
+    "consent_log",
+)
 
 
 def _log_line(event: dict[str, Any]) -> str:
@@ -217,13 +228,20 @@ def _write_json(
 @subscribers.command("export")
 @click.argument("email", required=False)
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
     help="JSON holds everything, the consent texts too; CSV has one row per subscriber.",
-)  # fmt: skip
+)
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Write to this file instead of standard output.",
-)  # fmt: skip
+)
 @pass_runtime
 def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | None) -> None:
     """Export subscribers with their consent log; with EMAIL, one reader's data (GDPR art. 15).
@@ -233,7 +251,7 @@ def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | 
     address = _address(email) if email is not None else None
     factory = rt.factory()
     with factory() as session:
-        if address is not None and subscriptions.find_by_address(session, address) is None:
+        if address is not None and addresses.find_by_address(session, address) is None:
             keys = _keys(rt)
             erased = privacy.suppressed_since(session, keys, address)
             if erased is not None:
@@ -285,6 +303,9 @@ def subscribers_forget(rt: Runtime, email: str, yes: bool) -> None:
     else:
         click.echo(
             f"{address} was not on the list; "
-            + ("it was already on the suppression list." if result.already_suppressed
-               else "added it to the suppression list, so imports skip it.")
-        )  # fmt: skip
+            + (
+                "it was already on the suppression list."
+                if result.already_suppressed
+                else "added it to the suppression list, so imports skip it."
+            )
+        )

@@ -1,162 +1,46 @@
 """The delivery engine: connections that claim due deliveries, send them, and record every outcome.
 
-Several connections (threads) share one process: each owns an SMTP connection and claims its own
-small batches, so at most `NEWSLETTER_INFLIGHT_WINDOW` accepted messages can ever be unrecorded.
-On PostgreSQL, processes on any machine share the work with `FOR UPDATE SKIP LOCKED`; each holds an
-advisory lock for its lifetime, so a sender that died is known at once and its claims are taken
-back. On SQLite one process sends at a time, guarded by an OS file lock.
+Several connections (threads) share one process: each owns a transport and claims its own
+batches, so at most `NEWSLETTER_INFLIGHT_WINDOW` accepted messages can ever be unrecorded. How
+senders share a database (one at a time on SQLite, any number on PostgreSQL) is in `senders`.
+A bounce is orchestrated here: the outcome recorded and the reader marked bounced, in one
+transaction.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import logging
-import os
 import random
-import secrets
-import socket
-import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.delivery.pacing import Pacer
+from newsletter import links
+from newsletter.delivery import decisions
+from newsletter.delivery.pacing import Caps, Pacer
+from newsletter.delivery.run import Clock, DeliveryReport, Progress, new_owner, unfinished_count
+from newsletter.delivery.senders import Senders, senders_for
 from newsletter.mail.composing import EditionMessage, Recipient
-from newsletter.mail.transport import OutboxTransport, RelayUnavailable, SmtpTransport, Transport
-from newsletter.publishing.editions import Settled, settle
-from newsletter.readers.subscriptions import unsubscribe_url
+from newsletter.mail.transport import Envelope, RelayUnavailable, Transport, make_transport
+from newsletter.readers import consent, subscriptions
 from newsletter.settings import Settings
 from newsletter.storage import ledger
-from newsletter.storage.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, transaction
-from newsletter.storage.models import UNFINISHED, Delivery, DeliveryStatus, Edition
+from newsletter.storage.db import transaction
+from newsletter.storage.models import DeliveryStatus, Edition
 
 log = logging.getLogger(__name__)
 
 # Deliveries claimed at once by one connection; outcomes are recorded in smaller groups.
 CLAIM_SIZE = 500
-# How often the hourly and daily caps are re-counted from the ledger.
-CAP_REFRESH_SECONDS = 10.0
-
-
-class SenderBusy(RuntimeError):
-    """Another process is already sending from this SQLite database."""
 
 
 class CapReached(RuntimeError):
     """The hourly or daily cap is used up; sending resumes when the window moves on."""
-
-
-class Clock:
-    """The job's clock: real time, or real time shifted to start at --now."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.start = start or datetime.now(UTC)
-        self._t0 = time.monotonic()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self._t0)
-
-
-def new_owner() -> str:
-    """A sender process's identity in the ledger: host, pid and a random part."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def make_transport(settings: Settings) -> Transport:
-    smtp = settings.smtp
-    if smtp is None:
-        return OutboxTransport(settings.outbox_dir)
-    return SmtpTransport(
-        smtp,
-        timeout=settings.smtp_timeout,
-        max_messages=settings.smtp_messages_per_connection,
-    )
-
-
-@dataclass
-class Progress:
-    """Running totals of one delivery run, shared by its connections."""
-
-    sent: int = 0
-    failed: int = 0
-    retry: int = 0
-    skipped: int = 0
-    started: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, results: list[ledger.Result]) -> None:
-        with self.lock:
-            for result in results:
-                status = result.status
-                if status is DeliveryStatus.SENT:
-                    self.sent += 1
-                elif status is DeliveryStatus.FAILED:
-                    self.failed += 1
-                elif status is DeliveryStatus.RETRY:
-                    self.retry += 1
-                elif status is DeliveryStatus.SKIPPED:
-                    self.skipped += 1
-
-    @property
-    def handled(self) -> int:
-        return self.sent + self.failed + self.retry + self.skipped
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.handled / elapsed if elapsed > 0 else 0.0
-
-
-class Caps:
-    """The relay's hourly and daily limits, counted from the ledger across all senders."""
-
-    def __init__(self, factory: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
-        self.factory = factory
-        self.hourly = settings.smtp_hourly_limit
-        self.daily = settings.smtp_daily_limit
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._left: int | None = None
-        self._counted = 0.0
-
-    def _count(self) -> int | None:
-        if not self.hourly and not self.daily:
-            return None
-        now = self.clock.now()
-        left: list[int] = []
-        with self.factory() as session:
-            for cap, window in ((self.hourly, timedelta(hours=1)), (self.daily, timedelta(days=1))):
-                if cap:
-                    used = session.scalar(
-                        select(func.count()).where(
-                            Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
-                            func.coalesce(Delivery.finished_at, now) >= now - window,
-                        )
-                    )
-                    left.append(cap - int(used or 0))
-        return max(min(left), 0)
-
-    def take(self, wanted: int) -> int:
-        """How many of `wanted` messages may be claimed now (0: the cap is reached)."""
-        with self._lock:
-            if self._left is None or time.monotonic() - self._counted > CAP_REFRESH_SECONDS:
-                self._left = self._count()
-                self._counted = time.monotonic()
-            if self._left is None:
-                return wanted
-            granted = min(wanted, self._left)
-            self._left -= granted
-            return granted
 
 
 @dataclass
@@ -165,9 +49,9 @@ class Shared:
 
     factory: sessionmaker[Session]
     settings: Settings
+    senders: Senders
     clock: Clock
     owner: str
-    skip_locked: bool
     batch_size: int
     pacer: Pacer
     caps: Caps
@@ -176,8 +60,6 @@ class Shared:
     keys: list[bytes]
     abort: threading.Event = field(default_factory=threading.Event)  # one connection failed
     capped: bool = False  # a connection found the hourly or daily cap used up
-    # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler.
-    write_lock: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
     messages: dict[int, EditionMessage] = field(default_factory=dict)
     messages_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -201,87 +83,58 @@ class Shared:
             return message
 
 
-class SkipWatch:
-    """Asks the ledger, right before each message, whether an unsubscribe skipped it meanwhile.
-
-    One indexed read per message on a connection of its own in autocommit mode, so that from the
-    moment a reader leaves, not one more message goes to them (only a message already being
-    handed to the relay cannot be called back).
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._close: Callable[[], None]
-        self._status: Callable[[int], Any]
-        if is_sqlite(engine):
-            database = engine.url.database or ""
-            lite = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-            lite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            sql = "SELECT status FROM deliveries WHERE id = ?"
-            self._status = lambda delivery_id: lite.execute(sql, (delivery_id,)).fetchone()
-            self._close = lite.close
-        else:
-            pg = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            sql = "SELECT status FROM deliveries WHERE id = %(id)s"
-            self._status = lambda delivery_id: pg.exec_driver_sql(sql, {"id": delivery_id}).first()
-            self._close = pg.close
-
-    def was_skipped(self, delivery_id: int) -> bool:
-        row = self._status(delivery_id)
-        return row is not None and row[0] == DeliveryStatus.SKIPPED.value
-
-    def close(self) -> None:
-        self._close()
-
-
 class ConnectionLoop:
     """One connection's loop: claim a batch, send it, record it, until nothing is due."""
 
-    def __init__(self, shared: Shared, transport: Transport, watch: SkipWatch) -> None:
+    def __init__(self, shared: Shared, transport: Transport) -> None:
         self.shared = shared
         self.transport = transport
-        self.watch = watch
         self.lease = timedelta(seconds=shared.settings.lease_seconds)
         self.max_age = timedelta(hours=shared.settings.retry_max_age_hours)
         self.rng = random.Random()
 
     def run(self) -> None:
         shared = self.shared
-        while not shared.stopping():
-            limit = shared.caps.take(CLAIM_SIZE)
-            if limit == 0:
-                shared.capped = True  # the other connections finish what they claimed
-                return
-            with shared.write_lock, transaction(shared.factory) as session:
-                batch = ledger.claim(
-                    session,
-                    owner=shared.owner,
-                    now=shared.clock.now(),
-                    lease=self.lease,
-                    limit=limit,
-                    skip_locked=shared.skip_locked,
-                )
-            if not batch:
-                return
-            self._send_batch(batch)
+        watch = shared.senders.status_reader()
+        try:
+            while not shared.stopping():
+                limit = shared.caps.take(CLAIM_SIZE)
+                if limit == 0:
+                    shared.capped = True  # the other connections finish what they claimed
+                    return
+                with shared.senders.write_turns(), transaction(shared.factory) as session:
+                    batch = ledger.claim(
+                        session,
+                        owner=shared.owner,
+                        now=shared.clock.now(),
+                        lease=self.lease,
+                        limit=limit,
+                        skip_locked=shared.senders.skip_locked,
+                    )
+                if not batch:
+                    return
+                self._send_batch(batch, watch.status)
+        finally:
+            watch.close()
 
-    def _send_batch(self, batch: list[ledger.Claimed]) -> None:
+    def _send_batch(self, batch: list[ledger.Claimed], status: Callable[[int], str | None]) -> None:
         """Send a claimed batch, recording outcomes every `batch_size` messages.
 
         Claimed but unsent rows are never a duplicate risk (a crash puts them back untried); only
         accepted-but-unrecorded messages are, so those are what the in-flight window bounds.
         """
         shared = self.shared
-        unrecorded: list[ledger.Result] = []
+        unrecorded: list[tuple[ledger.Claimed, decisions.Decision]] = []
         handled = 0
         try:
             for item in batch:
                 if shared.stopping():
                     break  # finish in-flight work only; the rest is released below
-                if not item.active or self.watch.was_skipped(item.delivery_id):
+                if not item.active or status(item.delivery_id) == DeliveryStatus.SKIPPED:
                     # The reader left (or bounced) after the edition was settled.
-                    unrecorded.append(ledger.Result(item, DeliveryStatus.SKIPPED))
+                    unrecorded.append((item, decisions.skipped(item, "not subscribed any more")))
                 else:
-                    unrecorded.append(self._send_one(item))
+                    unrecorded.append((item, self._send_one(item)))
                 handled += 1
                 if len(unrecorded) >= shared.batch_size:
                     self._record(unrecorded, [])
@@ -289,135 +142,36 @@ class ConnectionLoop:
         finally:
             self._record(unrecorded, [c.delivery_id for c in batch[handled:]])
 
-    def _record(self, results: list[ledger.Result], untried: list[int]) -> None:
+    def _record(
+        self, decided: list[tuple[ledger.Claimed, decisions.Decision]], untried: list[int]
+    ) -> None:
+        """Outcomes, bounced readers and untried deliveries, in one transaction."""
         shared = self.shared
-        if not results and not untried:
+        if not decided and not untried:
             return
-        with shared.write_lock, transaction(shared.factory) as session:
-            ledger.record(session, results, owner=shared.owner, now=shared.clock.now())
+        outcomes = [decision.outcome for _, decision in decided]
+        bounced = [item.subscriber_id for item, decision in decided if decision.bounced]
+        now = shared.clock.now()
+        with shared.senders.write_turns(), transaction(shared.factory) as session:
+            ledger.record(session, outcomes, owner=shared.owner, now=now)
+            subscriptions.mark_bounced(
+                session, bounced, now, source=consent.Source.RELAY, detail="refused by the relay"
+            )
             ledger.release(session, untried, owner=shared.owner)
-        shared.progress.add(results)
+        shared.progress.add(outcomes)
 
-    def _send_one(self, item: ledger.Claimed) -> ledger.Result:
+    def _send_one(self, item: ledger.Claimed) -> decisions.Decision:
         shared = self.shared
         shared.pacer.wait()
         message = shared.message(item.edition_id)
-        url = unsubscribe_url(shared.settings.base_url, shared.keys, item.token_id)
+        url = links.unsubscribe_url(shared.settings.base_url, shared.keys, item.token_id)
         data = message.build(
             Recipient(item.delivery_id, item.email, item.name, url), datetime.now(UTC)
         )
-        outcome = self.transport.send(message.envelope_from, item.email, data, _file_name(item))
-        if outcome.throttled:
+        verdict = self.transport.send(Envelope(message.envelope_from, item.email), data)
+        if verdict.throttled:
             shared.pacer.throttled()
-        return ledger.decide(item, outcome, shared.clock.now(), self.max_age, self.rng)
-
-
-def _file_name(item: ledger.Claimed) -> str:
-    """Where the outbox writes this message: one folder per edition."""
-    safe = "".join(ch if ch.isalnum() or ch in "@.-_" else "_" for ch in item.email)
-    return f"edition-{item.edition_id}/{item.delivery_id:07d}-{safe}"
-
-
-# --- one process, many connections --------------------------------------------------------
-
-
-def _lock_key(owner: str) -> int:
-    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
-
-
-@contextmanager
-def liveness(engine: Engine, owner: str) -> Iterator[Connection | None]:
-    """PostgreSQL: hold an advisory lock named after this sender for as long as it lives."""
-    if is_sqlite(engine):
-        yield None
-        return
-    connection = engine.connect()
-    try:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(owner)})
-        connection.commit()
-        yield connection
-    finally:
-        try:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(owner)})
-            connection.commit()
-        except OperationalError:
-            pass  # the connection is gone, and the lock with it
-        connection.close()
-
-
-def recover_dead_senders(engine: Engine, factory: sessionmaker[Session], owner: str) -> int:
-    """Take back deliveries claimed by senders that are gone; returns how many."""
-    with transaction(factory) as session:
-        if is_sqlite(engine):
-            # Under the sender file lock no other SQLite sender can be alive.
-            return ledger.recover_abandoned(session)
-        owners = session.scalars(
-            select(Delivery.lease_owner)
-            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_owner != owner)
-            .distinct()
-        ).all()
-        live = [owner]
-        for other in owners:
-            if other is None:
-                continue
-            # The try-lock succeeds only if the owner's session (and so the owner) is gone.
-            gone = session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _lock_key(other)}
-            )
-            if not gone:
-                live.append(other)
-        return ledger.recover_abandoned(session, live_owners=live)
-
-
-def _sqlite_lock_path(engine: Engine) -> Path | None:
-    database = engine.url.database
-    if not database or database == ":memory:":
-        return None
-    return Path(database).with_name(Path(database).name + ".sender-lock")
-
-
-@contextmanager
-def sender_lock(engine: Engine) -> Iterator[None]:
-    """On SQLite, one sending process at a time (an OS lock, gone when the process dies)."""
-    path = _sqlite_lock_path(engine) if is_sqlite(engine) else None
-    if path is None:
-        yield
-        return
-    handle: IO[str] = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise SenderBusy(
-                f"another sender ({holder}) is already sending from this SQLite database; "
-                "on SQLite one sending process at a time. Wait for it to finish, or move to "
-                "PostgreSQL to run several workers."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What one delivery run did, and what is left."""
-
-    progress: Progress
-    recovered: int
-    unfinished: int
-    next_retry_at: datetime | None
-
-
-def unfinished_count(factory: sessionmaker[Session]) -> int:
-    with factory() as session:
-        totals = ledger.counts(session)
-    return sum(totals[s] for s in UNFINISHED)
+        return decisions.decide(item, verdict, shared.clock.now(), self.max_age, self.rng)
 
 
 class SendingProcess:
@@ -425,33 +179,31 @@ class SendingProcess:
 
     def __init__(
         self,
-        engine: Engine,
+        senders: Senders,
         factory: sessionmaker[Session],
         settings: Settings,
         clock: Clock,
         *,
         transport_factory: Callable[[], Transport] | None = None,
         stop: threading.Event | None = None,
-        connections: int | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        self.engine = engine
-        self.connections = connections or settings.smtp_connections
+        self.connections = settings.smtp_connections
         if settings.smtp is None:
             self.connections = 1  # the outbox is a folder; more threads gain nothing
         self.transport_factory = transport_factory or (lambda: make_transport(settings))
         self.shared = Shared(
             factory=factory,
             settings=settings,
+            senders=senders,
             clock=clock,
             owner=new_owner(),
-            skip_locked=not is_sqlite(engine),
             batch_size=max(1, settings.inflight_window // self.connections),
             pacer=Pacer(settings.smtp_rate or None),
-            caps=Caps(factory, settings, clock),
-            progress=Progress(),
+            caps=Caps(factory, settings, clock.now),
+            progress=progress or Progress(),
             stop=stop or threading.Event(),
             keys=settings.secret_keys(),
-            write_lock=threading.Lock() if is_sqlite(engine) else contextlib.nullcontext(),
         )
 
     def run_once(self, on_batch: Callable[[Progress], None] | None = None) -> None:
@@ -460,15 +212,13 @@ class SendingProcess:
 
         def connection_main() -> None:
             transport = self.transport_factory()
-            watch = SkipWatch(self.engine)
             try:
-                ConnectionLoop(self.shared, transport, watch).run()
+                ConnectionLoop(self.shared, transport).run()
             except BaseException as exc:
                 errors.append(exc)
                 self.shared.abort.set()
             finally:
                 transport.close()
-                watch.close()
 
         self.shared.abort.clear()
         self.shared.capped = False
@@ -504,11 +254,12 @@ def deliver(
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Send every due delivery of every edition; RelayUnavailable or CapReached stop the run."""
+    senders = senders_for(engine)
     run = SendingProcess(
-        engine, factory, settings, clock, transport_factory=transport_factory, stop=stop
+        senders, factory, settings, clock, transport_factory=transport_factory, stop=stop
     )
-    with sender_lock(engine), liveness(engine, run.shared.owner):
-        recovered = recover_dead_senders(engine, factory, run.shared.owner)
+    with senders.exclusive(), senders.alive(run.shared.owner):
+        recovered = senders.recover(factory, run.shared.owner)
         run.run_once(on_batch)
     with factory() as session:
         next_retry = ledger.next_retry_at(session)
@@ -530,30 +281,15 @@ def work(
     lost database connection (it reconnects under a new identity)."""
     clock = clock or Clock()
     progress = Progress()
-    with sender_lock(engine):
+    senders = senders_for(engine)
+    with senders.exclusive():
         while not stop.is_set():
-            run = SendingProcess(engine, factory, settings, clock, stop=stop)
-            run.shared.progress = progress
+            run = SendingProcess(senders, factory, settings, clock, stop=stop, progress=progress)
             try:
-                with liveness(engine, run.shared.owner) as lock_connection:
-                    while not stop.is_set():
-                        if lock_connection is not None:  # still alive, lock and all
-                            lock_connection.execute(text("SELECT 1"))
-                            lock_connection.rollback()  # never sit idle in a transaction
-                        recovered = recover_dead_senders(engine, factory, run.shared.owner)
-                        if recovered:
-                            log.info("took back %d deliveries of a sender that stopped", recovered)
-                        try:
-                            run.run_once(on_batch)
-                        except RelayUnavailable as exc:
-                            log.warning("%s; trying again in %.0f s", exc, pause_seconds)
-                            stop.wait(pause_seconds)
-                            continue
-                        except CapReached as exc:
-                            log.info("%s; waiting %.0f s", exc, pause_seconds)
-                            stop.wait(pause_seconds)
-                            continue
-                        stop.wait(idle_seconds)
+                with senders.alive(run.shared.owner) as proof:
+                    _work_while_alive(
+                        run, senders, proof.check, idle_seconds, pause_seconds, on_batch
+                    )
             except OperationalError as exc:
                 log.warning("lost the database connection (%s); reconnecting", exc.orig)
                 engine.dispose()
@@ -561,9 +297,42 @@ def work(
     return progress
 
 
-def run_job(
-    engine: Engine, factory: sessionmaker[Session], settings: Settings, clock: Clock
-) -> tuple[Settled, DeliveryReport]:
-    """The weekly job: settle this week's edition if due, then deliver what is due."""
-    settled = settle(factory, settings, clock.now())
-    return settled, deliver(engine, factory, settings, clock)
+def _work_while_alive(
+    run: SendingProcess,
+    senders: Senders,
+    still_alive: Callable[[], None],
+    idle_seconds: float,
+    pause_seconds: float,
+    on_batch: Callable[[Progress], None] | None = None,
+) -> None:
+    stop = run.shared.stop
+    while not stop.is_set():
+        still_alive()
+        recovered = senders.recover(run.shared.factory, run.shared.owner)
+        if recovered:
+            log.info("took back %d deliveries of a sender that stopped", recovered)
+        try:
+            run.run_once(on_batch)
+        except RelayUnavailable as exc:
+            log.warning("%s; trying again in %.0f s", exc, pause_seconds)
+            stop.wait(pause_seconds)
+            continue
+        except CapReached as exc:
+            log.info("%s; waiting %.0f s", exc, pause_seconds)
+            stop.wait(pause_seconds)
+            continue
+        stop.wait(idle_seconds)
+
+
+def retry_edition(
+    session: Session, edition_id: int, *, include_bounced: bool, now: datetime
+) -> tuple[int, int]:
+    """An edition's failed deliveries back in the queue (after the relay was fixed).
+
+    Readers marked bounced by this edition stay off the list unless `include_bounced`, for when
+    the relay, not the address, was at fault. Returns (requeued, readers restored).
+    """
+    restored = 0
+    if include_bounced:
+        restored = subscriptions.restore_bounced(session, ledger.failed_readers(edition_id), now)
+    return ledger.requeue_failed(session, edition_id), restored

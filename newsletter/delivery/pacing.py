@@ -1,4 +1,4 @@
-"""Sending pace: a token bucket that follows the relay, slowing on throttling replies."""
+"""Sending pace and volume: a token bucket that follows the relay, and the relay's caps."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.settings import Settings
+from newsletter.storage.models import Delivery, DeliveryStatus
 
 # After a throttling reply (421, 450, 451, 454) the rate is halved; each calm second it grows
 # by a tenth again, until it is back at the configured rate (or unlimited).
 SLOWDOWN = 0.5
 RECOVERY_PER_SECOND = 1.1
 MIN_RATE = 0.2  # messages per second: never stop entirely, or a send could never finish
+# How often the hourly and daily caps are re-counted from the ledger.
+CAP_REFRESH_SECONDS = 10.0
 
 
 @dataclass
@@ -91,3 +100,47 @@ class Pacer:
             self.state.throttles += 1
             self._last_change = now
             self._next_slot = max(self._next_slot, now + 1.0 / self.state.current)
+
+
+class Caps:
+    """The relay's hourly and daily limits, counted from the ledger across all senders."""
+
+    def __init__(
+        self, factory: sessionmaker[Session], settings: Settings, now: Callable[[], datetime]
+    ) -> None:
+        self.factory = factory
+        self.hourly = settings.smtp_hourly_limit
+        self.daily = settings.smtp_daily_limit
+        self.now = now
+        self._lock = threading.Lock()
+        self._left: int | None = None
+        self._counted = 0.0
+
+    def _count(self) -> int | None:
+        if not self.hourly and not self.daily:
+            return None
+        now = self.now()
+        left: list[int] = []
+        with self.factory() as session:
+            for cap, window in ((self.hourly, timedelta(hours=1)), (self.daily, timedelta(days=1))):
+                if cap:
+                    used = session.scalar(
+                        select(func.count()).where(
+                            Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
+                            func.coalesce(Delivery.finished_at, now) >= now - window,
+                        )
+                    )
+                    left.append(cap - int(used or 0))
+        return max(min(left), 0)
+
+    def take(self, wanted: int) -> int:
+        """How many of `wanted` messages may be claimed now (0: the cap is reached)."""
+        with self._lock:
+            if self._left is None or time.monotonic() - self._counted > CAP_REFRESH_SECONDS:
+                self._left = self._count()
+                self._counted = time.monotonic()
+            if self._left is None:
+                return wanted
+            granted = min(wanted, self._left)
+            self._left -= granted
+            return granted

@@ -1,0 +1,5 @@
+"""Mail.
+
+Rendering (Jinja, Markdown, MJML), message bytes, one-off mails and the transport (SMTP relay or
+outbox).
+"""

@@ -17,9 +17,19 @@ from newsletter.settings import Settings
 
 _DAYS = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
 _MONTHS = (
-    "januari", "februari", "maart", "april", "mei", "juni",
-    "juli", "augustus", "september", "oktober", "november", "december",
-)  # fmt: skip
+    "januari",
+    "februari",
+    "maart",
+    "april",
+    "mei",
+    "juni",
+    "juli",
+    "augustus",
+    "september",
+    "oktober",
+    "november",
+    "december",
+)  # fmt: skip - twelve month names read best as a block, not one per line
 
 
 class RenderError(RuntimeError):
@@ -37,6 +47,25 @@ def environment(templates: Path | None = None) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def house_context(settings: Settings) -> dict[str, str]:
+    """What every template may say about the list and its sender."""
+    sender = settings.sender
+    return {
+        "list_name": settings.list_name,
+        "sender_name": sender.display_name or settings.list_name,
+        "sender_email": sender.addr_spec,
+        "postal_address": settings.postal_address,
+    }
+
+
+def compile_mjml(source: str, what: str) -> str:
+    """MJML to HTML (mjml-python); RenderError names `what` did not compile."""
+    try:
+        return str(mjml.mjml2html(source))
+    except Exception as exc:  # mjml-python raises its own Rust-side error types
+        raise RenderError(f"the {what} MJML did not compile: {exc}") from exc
 
 
 def dutch_date(moment: datetime) -> str:
@@ -87,18 +116,14 @@ def render_edition(
 ) -> RenderedEdition:
     """Render and compile the email once, with markers where each recipient's parts go."""
     markers = Markers.for_seed(seed)
-    sender = settings.sender
     context = {
+        **house_context(settings),
         "subject": content.subject,
         "preheader": content.preheader or content.question,
-        "list_name": settings.list_name,
         "edition_date": dutch_date(send_at.astimezone(settings.zone)),
         "theme": content.theme,
         "theme_label": content.theme.capitalize(),
         "question": content.question,
-        "sender_name": sender.display_name or settings.list_name,
-        "sender_email": sender.addr_spec,
-        "postal_address": settings.postal_address,
         "greeting": markers.greeting,
         "unsubscribe_url": markers.unsubscribe_url,
     }
@@ -106,10 +131,7 @@ def render_edition(
     mjml_source = env.get_template("email/newsletter.mjml.j2").render(
         body_html=markdown_to_html(content.body), **context
     )
-    try:
-        html = mjml.mjml2html(mjml_source)
-    except Exception as exc:  # mjml-python raises its own Rust-side error types
-        raise RenderError(f"the MJML template did not compile: {exc}") from exc
+    html = compile_mjml(mjml_source, "newsletter")
     text = env.get_template("email/newsletter.txt.j2").render(body_text=content.body, **context)
     return RenderedEdition(subject=content.subject, html=html, text=text)
 

@@ -1,40 +1,79 @@
 """Ways to hand a message over: an SMTP relay, or .eml files in the outbox folder.
 
-Every SMTP reply is classified here, in one place: accepted, temporary (try again later) or
-permanent. RFC 5321 §4.2.1: 4yz is temporary, 5yz permanent, except that 552 to RCPT counts as
-452 (§4.5.3.1.10).
+A transport takes an envelope and the message bytes and answers with a typed `Verdict`. Every
+SMTP reply is classified here, in one place (RFC 5321 §4.2.1): 2yz accepted, 4yz temporary,
+5yz permanent, except that 552 to RCPT counts as 452 (§4.5.3.1.10).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import enum
+import itertools
 import smtplib
 import ssl
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from newsletter.settings import SmtpConfig
+from newsletter.settings import Settings, SmtpConfig
 
 THROTTLE_CODES = frozenset({421, 450, 451, 454})
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the relay said about one message."""
+class Kind(enum.StrEnum):
+    ACCEPTED = "accepted"
+    TEMPORARY = "temporary"  # try again later
+    PERMANENT = "permanent"
 
-    accepted: bool
-    temporary: bool = False
+
+class Stage(enum.StrEnum):
+    """Where in the hand-over the answer came."""
+
+    CONNECTION = "connection"  # dropped, timed out, or refused before a reply
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    DATA = "DATA"
+    SMTP = "SMTP"  # a reply outside the transaction (e.g. a 421 while reading)
+    OUTBOX = "outbox"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """SMTP's envelope: the return path and the one recipient."""
+
+    sender: str
+    recipient: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the next hop said about one message."""
+
+    kind: Kind
+    stage: Stage
     code: int | None = None
-    reply: str = ""
+    text: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.kind is Kind.ACCEPTED
+
+    @property
+    def temporary(self) -> bool:
+        return self.kind is Kind.TEMPORARY
 
     @property
     def throttled(self) -> bool:
         return self.code in THROTTLE_CODES
 
+    def describe(self) -> str:
+        """One line for the ledger and `newsletter status`: 'RCPT: 5.1.1 User unknown'."""
+        return self.text if self.accepted else f"{self.stage}: {self.text}"[:500]
 
-ACCEPTED = Outcome(accepted=True, code=250, reply="accepted")
+
+ACCEPTED = Verdict(Kind.ACCEPTED, Stage.DATA, 250, "accepted")
 
 
 class RelayUnavailable(ConnectionError):
@@ -44,38 +83,60 @@ class RelayUnavailable(ConnectionError):
 class Transport(Protocol):
     """Hands one message for one recipient to the next hop."""
 
-    def send(self, envelope_from: str, recipient: str, data: bytes, name: str) -> Outcome: ...
+    def send(self, envelope: Envelope, data: bytes) -> Verdict: ...
 
     def close(self) -> None: ...
 
 
-def classify(code: int, reply: bytes | str, *, stage: str) -> Outcome:
-    """An SMTP reply as an Outcome; `stage` is MAIL, RCPT or DATA."""
+def classify(code: int, reply: bytes | str, *, stage: Stage) -> Verdict:
+    """An SMTP reply as a Verdict."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     text = " ".join(text.split())[:400]
     if 200 <= code < 300:
-        return Outcome(accepted=True, code=code, reply=text)
-    temporary = 400 <= code < 500 or (code == 552 and stage == "RCPT")
-    return Outcome(accepted=False, temporary=temporary, code=code, reply=f"{stage}: {text}")
+        return Verdict(Kind.ACCEPTED, stage, code, text)
+    temporary = 400 <= code < 500 or (code == 552 and stage is Stage.RCPT)
+    return Verdict(Kind.TEMPORARY if temporary else Kind.PERMANENT, stage, code, text)
+
+
+def connection_lost(exc: BaseException) -> Verdict:
+    """A dropped connection or a time-out: whether the relay kept the message is unknown."""
+    reason = str(exc) or type(exc).__name__
+    return Verdict(Kind.TEMPORARY, Stage.CONNECTION, None, reason[:400])
+
+
+def _safe(recipient: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "@.-_" else "_" for ch in recipient)[:100]
 
 
 class OutboxTransport:
-    """Writes each message as an .eml file: the embedded default, for trying things out."""
+    """Writes each message as an .eml file, named by time, sequence and recipient.
+
+    The embedded default, for trying things out: one folder, files sorting in the order written.
+    """
+
+    _sequence = itertools.count(1)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, envelope_from: str, recipient: str, data: bytes, name: str) -> Outcome:
-        target = self.folder / f"{name}.eml"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(".tmp")
+    def _target(self, recipient: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        return self.folder / f"{stamp}-{next(self._sequence):06d}-{_safe(recipient)}.eml"
+
+    def send(self, envelope: Envelope, data: bytes) -> Verdict:
         try:
-            with temporary.open("wb") as handle:
-                handle.write(data)
-            os.replace(temporary, target)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            while True:
+                target = self._target(envelope.recipient)
+                try:
+                    handle = target.open("xb")  # never overwrite: another process may write too
+                except FileExistsError:
+                    continue
+                with handle:
+                    handle.write(data)
+                return ACCEPTED
         except OSError as exc:
-            return Outcome(accepted=False, temporary=True, reply=f"outbox: {exc}")
-        return ACCEPTED
+            return Verdict(Kind.TEMPORARY, Stage.OUTBOX, None, str(exc)[:400])
 
     def close(self) -> None:
         pass
@@ -91,6 +152,13 @@ def dot_stuffed(data: bytes) -> bytes:
     return stuffed + b".\r\n"
 
 
+class _Refused(Exception):
+    """One transaction's refusal, with its stage."""
+
+    def __init__(self, stage: Stage, code: int, reply: bytes) -> None:
+        self.stage, self.code, self.reply = stage, code, reply
+
+
 def _failed(connection: smtplib.SMTP, code: int) -> None:
     # 421: the server is closing the channel; otherwise reset the transaction for the next one.
     if code == 421:
@@ -100,15 +168,23 @@ def _failed(connection: smtplib.SMTP, code: int) -> None:
             connection.rset()
 
 
-def _transaction(connection: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
-    """One message, one recipient, on an open connection; raises smtplib's error types.
+def _abandon(connection: smtplib.SMTP, replies: list[tuple[int, bytes]], code: int) -> None:
+    """End a refused transaction; a server that said 354 anyway gets an empty message ended."""
+    if len(replies) == 3 and replies[2][0] == 354:
+        connection.send(b".\r\n")
+        connection.getreply()
+    _failed(connection, code)
+
+
+def _transaction(connection: smtplib.SMTP, envelope: Envelope, data: bytes) -> None:
+    """One message, one recipient, on an open connection; raises _Refused or smtplib's errors.
 
     The same commands as smtplib's sendmail(), without its per-message regex over the whole body
     and its address re-parsing: the bytes come CRLF-clean from composing, and the addresses were
     validated when they were stored (ASCII, no spaces or brackets). Where the server offers
     PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write: two round trips, not four.
     """
-    mail, rcpt = f"FROM:<{sender}>", f"TO:<{recipient}>"
+    mail, rcpt = f"FROM:<{envelope.sender}>", f"TO:<{envelope.recipient}>"
     if connection.has_extn("pipelining"):
         connection.send(f"MAIL {mail}\r\nRCPT {rcpt}\r\nDATA\r\n".encode("ascii"))
         replies = [connection.getreply() for _ in range(3)]
@@ -118,31 +194,19 @@ def _transaction(connection: smtplib.SMTP, sender: str, recipient: str, data: by
             replies.append(connection.docmd("RCPT", rcpt))
             if replies[1][0] in (250, 251):
                 replies.append(connection.docmd("DATA"))
-    (mail_code, mail_reply), *rest = replies
-    if mail_code != 250:
-        _abandon(connection, replies, mail_code)
-        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
-    rcpt_code, rcpt_reply = rest[0]
-    if rcpt_code not in (250, 251):
-        _abandon(connection, replies, rcpt_code)
-        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
-    data_code, data_reply = rest[1]
-    if data_code != 354:
-        _failed(connection, data_code)
-        raise smtplib.SMTPDataError(data_code, data_reply)
-    connection.send(dot_stuffed(data))
-    code, reply = connection.getreply()
-    if code != 250:
-        _failed(connection, code)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def _abandon(connection: smtplib.SMTP, replies: list[tuple[int, bytes]], code: int) -> None:
-    """End a refused transaction; a server that said 354 anyway gets an empty message ended."""
-    if len(replies) == 3 and replies[2][0] == 354:
-        connection.send(b".\r\n")
-        connection.getreply()
+    for stage, wanted, index in ((Stage.MAIL, (250,), 0), (Stage.RCPT, (250, 251), 1)):
+        code, reply = replies[index]
+        if code not in wanted:
+            _abandon(connection, replies, code)
+            raise _Refused(stage, code, reply)
+    code, reply = replies[2]
+    if code == 354:
+        connection.send(dot_stuffed(data))
+        code, reply = connection.getreply()
+        if code == 250:
+            return
     _failed(connection, code)
+    raise _Refused(Stage.DATA, code, reply)
 
 
 class SmtpTransport:
@@ -159,8 +223,8 @@ class SmtpTransport:
     def _open(self) -> smtplib.SMTP:
         config = self.config
         context = ssl.create_default_context()
+        connection: smtplib.SMTP | None = None
         try:
-            connection: smtplib.SMTP
             if config.security == "tls":
                 connection = smtplib.SMTP_SSL(
                     config.host, config.port, timeout=self.timeout, context=context
@@ -174,10 +238,12 @@ class SmtpTransport:
             if config.username:
                 connection.login(config.username, config.password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(connection)
             raise RelayUnavailable(
                 f"the relay at {config.host}:{config.port} refused the login ({exc.smtp_code})"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(connection)
             raise RelayUnavailable(
                 f"cannot reach the SMTP relay at {config.host}:{config.port}: {exc}"
             ) from None
@@ -187,41 +253,28 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.close()
+        _close_quietly(connection)
 
-    def send(self, envelope_from: str, recipient: str, data: bytes, name: str) -> Outcome:
+    def send(self, envelope: Envelope, data: bytes) -> Verdict:
         if self._connection is not None and self._sent_on_connection >= self.max_messages:
             self.close()
         if self._connection is None:
             self._connection = self._open()
         connection = self._connection
         try:
-            _transaction(connection, envelope_from, recipient, data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = exc.recipients[recipient]
-            return self._after_error(classify(code, reply, stage="RCPT"))
-        except smtplib.SMTPSenderRefused as exc:
-            return self._after_error(classify(exc.smtp_code, exc.smtp_error, stage="MAIL"))
-        except smtplib.SMTPDataError as exc:
-            return self._after_error(classify(exc.smtp_code, exc.smtp_error, stage="DATA"))
+            _transaction(connection, envelope, data)
+        except _Refused as refused:
+            if connection.sock is None:  # a 421 closed it
+                self._drop()
+            return classify(refused.code, refused.reply, stage=refused.stage)
         except smtplib.SMTPResponseException as exc:
             self._drop()
-            return classify(exc.smtp_code, exc.smtp_error, stage="SMTP")
+            return classify(exc.smtp_code, exc.smtp_error, stage=Stage.SMTP)
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            # A dropped connection or a time-out: whether the relay kept the message is unknown.
             self._drop()
-            reason = str(exc) or type(exc).__name__
-            return Outcome(accepted=False, temporary=True, reply=f"connection: {reason}"[:400])
+            return connection_lost(exc)
         self._sent_on_connection += 1
         return ACCEPTED
-
-    def _after_error(self, outcome: Outcome) -> Outcome:
-        # smtplib has already sent RSET, or closed the socket after a 421.
-        if self._connection is not None and self._connection.sock is None:
-            self._drop()
-        return outcome
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -230,3 +283,19 @@ class SmtpTransport:
                 connection.quit()
             except (smtplib.SMTPException, OSError):
                 connection.close()
+
+
+def _close_quietly(connection: smtplib.SMTP | None) -> None:
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.close()
+
+
+def make_transport(settings: Settings) -> Transport:
+    """The configured relay, or the outbox folder when no NEWSLETTER_SMTP_URL is set."""
+    smtp = settings.smtp
+    if smtp is None:
+        return OutboxTransport(settings.outbox_dir)
+    return SmtpTransport(
+        smtp, timeout=settings.smtp_timeout, max_messages=settings.smtp_messages_per_connection
+    )

@@ -1,0 +1,4 @@
+"""Publishing.
+
+The author's issue files and queue, the schedule and theme rotation, settling editions.
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
@@ -119,8 +120,8 @@ def _check_question(question: str | None, line: int | None, path: Path) -> list[
     return []
 
 
-def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
-    """Read and check one issue file; raise IssueFileError listing every problem found."""
+def _read_text(path: Path) -> str:
+    """The file as text with LF line ends; one Problem when it cannot be read as UTF-8."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -130,7 +131,11 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise IssueFileError([Problem(path, line, None, "is not UTF-8 text")]) from None
-    text = text.replace("\r\n", "\n")
+    return text.replace("\r\n", "\n")
+
+
+def _split(path: Path, text: str) -> tuple[str, dict[object, object], str]:
+    """(front matter text, its fields, body); one Problem when the front matter is unusable."""
     handler = YAMLHandler()
     if not text.startswith("---\n") or not handler.detect(text):
         raise IssueFileError(
@@ -155,7 +160,16 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
         meta = {}
     if not isinstance(meta, dict):
         raise IssueFileError([Problem(path, 2, "front matter", "must be 'field: value' lines")])
+    return front, meta, body
 
+
+LIMITS = {"theme": 64, "subject": MAX_SUBJECT, "question": MAX_QUESTION, "preheader": MAX_PREHEADER}
+
+
+def _check_fields(
+    path: Path, front: str, meta: dict[object, object], themes: Sequence[str]
+) -> tuple[dict[str, str | None], list[Problem]]:
+    """Every field's value, and every problem with the fields, located by line."""
     key_lines = _key_lines(front, first_line=1)  # split() keeps the newline after ---
     problems: list[Problem] = []
 
@@ -165,49 +179,44 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
     for name, lines in key_lines.items():
         if len(lines) > 1:
             problems.append(Problem(path, lines[1], name, "is given twice"))
+    allowed = ", ".join(REQUIRED + OPTIONAL)
     for key in meta:
         if key not in REQUIRED + OPTIONAL:
-            allowed = ", ".join(REQUIRED + OPTIONAL)
             problems.append(
                 Problem(path, line_of(str(key)), str(key), f"unknown field; allowed: {allowed}")
             )
     values: dict[str, str | None] = {}
-    limits = {"theme": 64, "subject": MAX_SUBJECT, "question": MAX_QUESTION}
-    limits["preheader"] = MAX_PREHEADER
     for name in REQUIRED + OPTIONAL:
-        value, found = _text_field(meta, name, line_of(name), path, limits[name])
+        value, found = _text_field(meta, name, line_of(name), path, LIMITS[name])
         problems.extend(found)
-        if name in REQUIRED and not found:
-            if name not in meta:
-                problems.append(Problem(path, None, name, "is missing"))
-            elif not value:
-                problems.append(Problem(path, line_of(name), name, "is empty"))
+        if name in REQUIRED and not found and name not in meta:
+            problems.append(Problem(path, None, name, "is missing"))
+        elif name in REQUIRED and not found and not value:
+            problems.append(Problem(path, line_of(name), name, "is empty"))
         values[name] = value or None
     theme = values["theme"]
     if theme and theme not in themes:
-        problems.append(
-            Problem(
-                path,
-                line_of("theme"),
-                "theme",
-                f"unknown theme {theme!r}; choose one of {', '.join(themes)}",
-            )
-        )
+        choose = f"unknown theme {theme!r}; choose one of {', '.join(themes)}"
+        problems.append(Problem(path, line_of("theme"), "theme", choose))
     problems.extend(_check_question(values["question"], line_of("question"), path))
+    return values, problems
+
+
+def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
+    """Read and check one issue file; raise IssueFileError listing every problem found."""
+    front, meta, body = _split(path, _read_text(path))
+    values, problems = _check_fields(path, front, meta, themes)
     body = body.strip("\n")
     if not body.strip():
         body_line = len(front.splitlines()) + 2
-        problems.append(
-            Problem(
-                path, body_line, "body", "is empty; write the reflection below the front matter"
-            )
-        )
+        empty = "is empty; write the reflection below the front matter"
+        problems.append(Problem(path, body_line, "body", empty))
     if problems:
         raise IssueFileError(sorted(problems, key=lambda p: (p.line or 0, p.field or "")))
     return IssueDraft(
         slug=path.stem,
         path=path,
-        theme=str(theme),
+        theme=str(values["theme"]),
         subject=str(values["subject"]),
         question=str(values["question"]),
         preheader=values["preheader"],
@@ -238,12 +247,22 @@ def check_files(
     return drafts, problems
 
 
+class QueueAction(enum.StrEnum):
+    """What queueing did with one file."""
+
+    QUEUED = "queued"
+    UPDATED = "updated"  # changed, not sent yet: the snapshot is replaced
+    UNCHANGED = "unchanged"  # queued before, same text
+    SENT = "sent"  # sent before, same text
+    SENT_CHANGED = "sent-changed"  # sent before; a sent issue never changes
+
+
 @dataclass(frozen=True)
 class QueueOutcome:
     """What queueing did with one file."""
 
     draft: IssueDraft
-    action: str  # queued | updated | unchanged | sent | sent-changed
+    action: QueueAction
 
 
 def _snapshot(issue: Issue, draft: IssueDraft, now: datetime) -> None:
@@ -269,14 +288,16 @@ def queue(session: Session, drafts: Sequence[IssueDraft], now: datetime) -> list
             issue = Issue(slug=draft.slug, status=IssueStatus.QUEUED, queued_at=now)
             _snapshot(issue, draft, now)
             session.add(issue)
-            outcomes.append(QueueOutcome(draft, "queued"))
+            outcomes.append(QueueOutcome(draft, QueueAction.QUEUED))
         elif issue.content_hash == draft.content_hash:
             sent = issue.status is IssueStatus.SENT
-            outcomes.append(QueueOutcome(draft, "sent" if sent else "unchanged"))
+            outcomes.append(
+                QueueOutcome(draft, QueueAction.SENT if sent else QueueAction.UNCHANGED)
+            )
         elif issue.status is IssueStatus.SENT:
-            outcomes.append(QueueOutcome(draft, "sent-changed"))
+            outcomes.append(QueueOutcome(draft, QueueAction.SENT_CHANGED))
         else:
             _snapshot(issue, draft, now)
-            outcomes.append(QueueOutcome(draft, "updated"))
+            outcomes.append(QueueOutcome(draft, QueueAction.UPDATED))
         session.flush()
     return outcomes

@@ -13,14 +13,13 @@ from sqlalchemy import ColumnElement, Insert, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.mail.rendering import environment
+from newsletter.mail.rendering import environment, house_context
 from newsletter.settings import Settings
 from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentText,
     Subscriber,
-    SubscriberStatus,
 )
 
 TEMPLATE = "consent.txt.j2"
@@ -69,12 +68,9 @@ def _render(list_name: str, sender_name: str, sender_email: str, log_ip: bool) -
 
 def current(settings: Settings) -> Consent:
     """The consent text this installation shows now, with its version (a hash of the text)."""
-    sender = settings.sender
+    house = house_context(settings)
     return _render(
-        settings.list_name,
-        sender.display_name or settings.list_name,
-        sender.addr_spec,
-        settings.consent_log_ip,
+        house["list_name"], house["sender_name"], house["sender_email"], settings.consent_log_ip
     )
 
 
@@ -132,20 +128,6 @@ def log_for(
             literal(source),
             literal(detail, ConsentEvent.detail.type),
         ).where(where),
-    )
-
-
-def log_bounced(subscriber_ids: Sequence[int], now: datetime) -> Insert:
-    """A 'bounced' event for each of these still subscribed.
-
-    Run it just before marking them bounced, so only readers whose status changes are logged.
-    """
-    return log_for(
-        ConsentEventKind.BOUNCED,
-        Source.RELAY,
-        now,
-        Subscriber.id.in_(list(subscriber_ids))
-        & (Subscriber.status == SubscriberStatus.SUBSCRIBED),
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent
+from newsletter.storage import ledger
 from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -69,7 +70,7 @@ def forget(session: Session, keys: Sequence[bytes], email: str, now: datetime) -
     ).one_or_none()
     if subscriber is not None:
         session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id))
-        session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+        ledger.erase_reader(session, subscriber.id)
         session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
         session.expunge(subscriber)
     already = suppressed_since(session, keys, email) is not None

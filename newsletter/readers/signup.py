@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
 
-import mjml
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.engine import make_transport
-from newsletter.mail.rendering import RenderError, environment, greeting
+from newsletter import links
+from newsletter.mail import transactional
+from newsletter.mail.rendering import RenderError, greeting
 from newsletter.mail.transport import RelayUnavailable
-from newsletter.readers import consent, privacy, subscriptions
+from newsletter.readers import addresses, consent, privacy, subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import (
     ConsentEvent,
@@ -34,11 +30,10 @@ from newsletter.storage.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.tokens import InvalidToken, keyed_hash, new_token_id, sign, verify
+from newsletter.tokens import keyed_hash, new_token_id
 
 log = logging.getLogger(__name__)
 
-CONFIRM = "confirm"  # token purpose
 CLIENT_WINDOW = timedelta(hours=1)
 MAX_BACKOFF_DOUBLINGS = 7  # 15 minutes doubles up to 32 hours between unanswered mails
 
@@ -75,8 +70,9 @@ def _client_hash(keys: Sequence[bytes], host: str | None) -> str:
     return keyed_hash(keys[0], "signup-client", client_key(host).encode()).hex()
 
 
-def _count_client(session: Session, keys: Sequence[bytes], settings: Settings, host: str | None,
-                  now: datetime) -> None:  # fmt: skip
+def _count_client(
+    session: Session, keys: Sequence[bytes], settings: Settings, host: str | None, now: datetime
+) -> None:
     digest = _client_hash(keys, host)
     recent = session.scalar(
         select(func.count())
@@ -90,7 +86,7 @@ def _count_client(session: Session, keys: Sequence[bytes], settings: Settings, h
 
 def confirm_url(settings: Settings, keys: Sequence[bytes], token_id: str, now: datetime) -> str:
     expires = now + timedelta(days=settings.confirm_expiry_days)
-    return f"{settings.base_url}/bevestig/{sign(list(keys), CONFIRM, token_id, expires)}"
+    return links.confirm_url(settings.base_url, keys, token_id, expires)
 
 
 def _may_mail(session: Session, subscriber: Subscriber, settings: Settings, now: datetime) -> bool:
@@ -113,12 +109,12 @@ def _may_mail(session: Session, subscriber: Subscriber, settings: Settings, now:
 
 def _pending(session: Session, address: str, name: str | None, now: datetime) -> Subscriber:
     """The address's row, created as pending if it is new (racing another request is fine)."""
-    existing = subscriptions.find_by_address(session, address)
+    existing = addresses.find_by_address(session, address)
     if existing is not None:
         return existing
     subscriber = Subscriber(
         email=address,
-        email_key=subscriptions.address_key(address),
+        email_key=addresses.address_key(address),
         name=name,
         status=SubscriberStatus.PENDING,
         token_id=new_token_id(),
@@ -128,7 +124,7 @@ def _pending(session: Session, address: str, name: str | None, now: datetime) ->
         with session.begin_nested():
             session.add(subscriber)
     except IntegrityError:
-        found = subscriptions.find_by_address(session, address)
+        found = addresses.find_by_address(session, address)
         if found is None:
             raise
         return found
@@ -147,11 +143,11 @@ def request(
 ) -> Mail | None:
     """Record a sign-up and say which mail to send, if the limits allow one.
 
-    Raises subscriptions.AddressError for an unusable address or name, TooManySignups when this
+    Raises addresses.AddressError for an unusable address or name, TooManySignups when this
     client is over its limit. The answer to the visitor must not depend on the result.
     """
-    address = subscriptions.normalise_address(email)
-    cleaned = subscriptions.clean_name(name)
+    address = addresses.normalise_address(email)
+    cleaned = addresses.clean_name(name)
     _count_client(session, keys, settings, client_host, now)
     text = consent.current(settings)
     consent.remember(session, text, now)
@@ -176,7 +172,7 @@ def request(
         log.info("sign-up for subscriber %s: a mail went out recently; none sent", subscriber.id)
         return None
     if already:
-        url = subscriptions.unsubscribe_url(settings.base_url, list(keys), subscriber.token_id)
+        url = links.unsubscribe_url(settings.base_url, keys, subscriber.token_id)
     else:
         url = confirm_url(settings, keys, subscriber.token_id, now)
     return Mail(subscriber.id, subscriber.email, subscriber.name, url, already)
@@ -186,9 +182,8 @@ def find_for_confirmation(
     session: Session, keys: Sequence[bytes], token: str, now: datetime
 ) -> Subscriber | None:
     """The subscriber a confirmation link is for; None if the link is bad, expired or stale."""
-    try:
-        token_id = verify(list(keys), CONFIRM, token, now)
-    except InvalidToken:
+    token_id = links.read(keys, links.Purpose.CONFIRM, token, now)
+    if token_id is None:
         return None
     return subscriptions.find_by_token_id(session, token_id)
 
@@ -246,60 +241,38 @@ def purge(session: Session, settings: Settings, now: datetime) -> int:
 
 
 def build_mail(settings: Settings, mail: Mail, now: datetime) -> bytes:
-    """The confirmation (or 'already on the list') mail: MJML HTML and plain text, 7-bit."""
-    sender = settings.sender
-    context = {
-        "list_name": settings.list_name,
-        "sender_name": sender.display_name or settings.list_name,
-        "sender_email": sender.addr_spec,
-        "postal_address": settings.postal_address,
-        "greeting": greeting(mail.name),
-        "url": mail.url,
-        "already": mail.already_subscribed,
-        "expiry_days": f"{settings.confirm_expiry_days:g}",
-        "consent": consent.current(settings),
-    }
-    env = environment()
-    subject = " ".join(env.get_template("email/confirm.subject.txt.j2").render(context).split())
-    try:
-        html = mjml.mjml2html(env.get_template("email/confirm.mjml.j2").render(context))
-    except Exception as exc:  # mjml-python raises its own Rust-side error types
-        raise RenderError(f"the confirmation MJML did not compile: {exc}") from exc
-    text = env.get_template("email/confirm.txt.j2").render(context)
-    message = EmailMessage(policy=policy.SMTP.clone(cte_type="7bit"))
-    message["From"] = settings.from_
-    message["To"] = formataddr((mail.name or "", mail.email), charset="utf-8")
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now.astimezone(settings.zone))
-    message["Message-ID"] = make_msgid(idstring="signup", domain=settings.sender_domain)
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    return message.as_bytes()
+    """The confirmation (or 'already on the list') mail."""
+    return transactional.compose(
+        settings,
+        "confirm",
+        to_email=mail.email,
+        to_name=mail.name,
+        now=now,
+        greeting=greeting(mail.name),
+        url=mail.url,
+        already=mail.already_subscribed,
+        expiry_days=f"{settings.confirm_expiry_days:g}",
+        consent=consent.current(settings),
+    )
 
 
 def send_mail(settings: Settings, mail: Mail, now: datetime) -> bool:
     """Send it through the newsletter's own transport; a failure is logged, never raised."""
     try:
         data = build_mail(settings, mail, now)
-        transport = make_transport(settings)
-    except (RenderError, OSError) as exc:
+        verdict = transactional.hand_over(settings, mail.email, data)
+    except RenderError as exc:
         log.error("sign-up mail for subscriber %s not built: %s", mail.subscriber_id, exc)
         return False
-    name = f"signup/{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
-    try:
-        outcome = transport.send(settings.sender.addr_spec, mail.email, data, name)
     except RelayUnavailable as exc:
         log.warning("sign-up mail for subscriber %s not sent: %s", mail.subscriber_id, exc)
         return False
-    finally:
-        transport.close()
-    if not outcome.accepted:
+    if not verdict.accepted:
         log.warning(
             "sign-up mail for subscriber %s refused: %s %s",
             mail.subscriber_id,
-            outcome.code,
-            outcome.reply,
+            verdict.code,
+            verdict.describe(),
         )
         return False
     log.info("sign-up mail sent to subscriber %s", mail.subscriber_id)

@@ -4,37 +4,28 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent, privacy
-from newsletter.storage.models import (
-    UNFINISHED,
-    ConsentEventKind,
-    Delivery,
-    DeliveryStatus,
-    Subscriber,
-    SubscriberStatus,
+from newsletter.readers.addresses import (
+    AddressError,
+    address_key,
+    clean_basis,
+    clean_name,
+    find_by_address,
+    normalise_address,
 )
-from newsletter.tokens import new_token_id, sign
+from newsletter.storage import ledger
+from newsletter.storage.models import ConsentEventKind, Subscriber, SubscriberStatus
+from newsletter.tokens import new_token_id
 
-MAX_NAME = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# What the log says when the operator adds or imports a reader without giving a basis.
-NO_BASIS = "added by the operator; no basis given"
-MAX_BASIS = 500
 PAUSE_WEEKS = range(1, 27)
-
-
-class AddressError(ValueError):
-    """An address or name that cannot be used, with the reason."""
 
 
 class AlreadySubscribed(ValueError):
@@ -43,45 +34,6 @@ class AlreadySubscribed(ValueError):
 
 class Suppressed(ValueError):
     """The address was erased on request: only its owner can put it back, by signing up."""
-
-
-def normalise_address(email: str) -> str:
-    """The address as it will be stored; raises AddressError saying why it is refused."""
-    try:
-        result = validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise AddressError(f"{email.strip() or '(empty)'}: {exc}") from None
-    return result.normalized
-
-
-def clean_name(name: str | None) -> str | None:
-    """A display name on one line, or None; names with control characters are refused."""
-    if name is None:
-        return None
-    if _CONTROL.search(name.strip()):
-        raise AddressError("the name holds control characters")
-    name = " ".join(name.split())
-    if len(name) > MAX_NAME:
-        raise AddressError(f"the name is longer than {MAX_NAME} characters")
-    return name or None
-
-
-def address_key(email: str) -> str:
-    return email.lower()
-
-
-def find_by_address(session: Session, email: str) -> Subscriber | None:
-    return session.scalars(
-        select(Subscriber).where(Subscriber.email_key == address_key(email))
-    ).one_or_none()
-
-
-def clean_basis(basis: str | None) -> str:
-    """The operator's basis for consent, on one line; NO_BASIS when none is given."""
-    text = " ".join((basis or "").split())
-    if len(text) > MAX_BASIS:
-        raise AddressError(f"the consent basis is longer than {MAX_BASIS} characters")
-    return text or NO_BASIS
 
 
 def add(
@@ -228,12 +180,7 @@ def unsubscribe(
 
 
 def _skip_unfinished(session: Session, subscriber: Subscriber, now: datetime, why: str) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == subscriber.id, Delivery.status.in_(UNFINISHED))
-        .values(status=DeliveryStatus.SKIPPED, last_reply=why, finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    ledger.skip_unfinished(session, [subscriber.id], why, now)
     session.flush()
 
 
@@ -325,8 +272,49 @@ def find_by_token_id(session: Session, token_id: str) -> Subscriber | None:
     return session.scalars(select(Subscriber).where(Subscriber.token_id == token_id)).one_or_none()
 
 
-UNSUBSCRIBE = "unsubscribe"
+def mark_bounced(
+    session: Session, subscriber_ids: Sequence[int], now: datetime, *, source: str, detail: str
+) -> None:
+    """These readers' addresses are gone: off the list, logged, and nothing more is sent."""
+    if not subscriber_ids:
+        return
+    still_subscribed = Subscriber.id.in_(list(subscriber_ids)) & (
+        Subscriber.status == SubscriberStatus.SUBSCRIBED
+    )
+    # Logged before the status changes, so only readers whose status changes are logged.
+    session.execute(
+        consent.log_for(ConsentEventKind.BOUNCED, source, now, still_subscribed, detail=detail)
+    )
+    session.execute(
+        update(Subscriber)
+        .where(still_subscribed)
+        .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    ledger.skip_unfinished(session, subscriber_ids, "address bounced", now)
 
 
-def unsubscribe_url(base_url: str, keys: list[bytes], token_id: str) -> str:
-    return f"{base_url}/afmelden/{sign(keys, UNSUBSCRIBE, token_id)}"
+def restore_bounced(session: Session, among: Select[int], now: datetime) -> int:
+    """Put readers marked bounced back on the list (the relay, not the address, was at fault).
+
+    `among` selects the subscriber ids to consider, e.g. the readers an edition failed.
+    """
+    bounced = Subscriber.id.in_(among.scalar_subquery()) & (
+        Subscriber.status == SubscriberStatus.BOUNCED
+    )
+    session.execute(
+        consent.log_for(
+            ConsentEventKind.RESUBSCRIBED,
+            consent.Source.CLI,
+            now,
+            bounced,
+            detail="bounce undone by the operator: newsletter retry --include-bounced",
+        )
+    )
+    result = session.execute(
+        update(Subscriber)
+        .where(bounced)
+        .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,27 +1,53 @@
-"""The delivery ledger: claim due deliveries under a lease, record outcomes, finish editions.
+"""The delivery ledger: the one module that writes deliveries and editions.
 
-Each delivery moves pending → sending (claimed: owner + lease) → sent | retry | failed | skipped.
+Every delivery of an edition is a row that moves through these states; each move is one function
+here, with the module that may cause it:
+
+| state | event | next state | caused by (function) |
+|---|---|---|---|
+| (none) | edition settled; reader subscribed, not paused | pending | publishing (create_edition) |
+| pending, or retry that is due | a sender claims it | sending (owner, lease) | engine (claim) |
+| sending, lease expired | another sender claims it | sending (new owner) | engine (claim) |
+| sending | the relay accepted it | sent | engine (record) |
+| sending | temporary failure within the retry age | retry (at a time) | engine (record) |
+| sending | permanent, or temporary past the age | failed | engine (record) |
+| sending | the reader left before the hand-over | skipped | engine (record) |
+| sending | handed back untried (relay down, stop) | retry, try not counted | engine (release) |
+| sending | its sender died | retry | engine (recover_abandoned) |
+| pending, sending, retry | reader left, paused, bounced | skipped | readers (skip_unfinished) |
+| any | the reader was erased | (row deleted) | readers (erase_reader) |
+| failed | the operator retries the edition | pending | delivery (requeue_failed) |
+
 Outcomes are written with `WHERE status = 'sending' AND lease_owner = <me>`, so a row that was
-skipped (the reader left) or reclaimed meanwhile is never overwritten.
+skipped (the reader left) or reclaimed meanwhile is never overwritten. An edition is `sending`
+until none of its deliveries is unfinished, then `done` (`finish_editions`).
 """
 
 from __future__ import annotations
 
-import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from newsletter.mail.transport import Outcome
-from newsletter.readers import consent
 from newsletter.storage.models import (
     UNFINISHED,
-    ConsentEventKind,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -30,9 +56,7 @@ from newsletter.storage.models import (
     SubscriberStatus,
 )
 
-RETRY_BASE = timedelta(minutes=1)
-RETRY_CAP = timedelta(hours=4)
-_HARD_BOUNCE = re.compile(r"\b5\.(1\.\d+|2\.1)\b")
+FINAL = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -50,15 +74,20 @@ class Claimed:
     attempts: int
 
 
-def claim(
-    session: Session,
-    *,
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    skip_locked: bool,
-) -> list[Claimed]:
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed delivery: its next state, and the reply that decided it."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    code: int | None = None
+    reply: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+def _claim_ids(
+    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int, skip_locked: bool
+) -> list[int]:
     """Take up to `limit` due deliveries: expired leases, retries whose time has come, pending.
 
     One query per kind, each a range scan of the (status, id) index in id order: a single query
@@ -94,6 +123,16 @@ def claim(
             .returning(Delivery.id)
             .execution_options(synchronize_session=False)
         ).all()
+    return claimed_ids
+
+
+def claim(
+    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int, skip_locked: bool
+) -> list[Claimed]:
+    """Claim up to `limit` due deliveries for `owner`, with what is needed to send them."""
+    claimed_ids = _claim_ids(
+        session, owner=owner, now=now, lease=lease, limit=limit, skip_locked=skip_locked
+    )
     if not claimed_ids:
         return []
     rows = session.execute(
@@ -128,50 +167,9 @@ def claim(
     ]
 
 
-def backoff(attempts: int, rng: random.Random) -> timedelta:
-    """Exponential backoff, jittered in its upper half: 1, 2, 4 … minutes, at most 4 hours."""
-    ceiling: timedelta = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
-    return ceiling * (0.5 + rng.random() / 2)
-
-
-def is_hard_bounce(outcome: Outcome) -> bool:
-    """A permanent refusal of the address itself (RCPT stage, or a 5.1.x / 5.2.1 status)."""
-    if outcome.accepted or outcome.temporary:
-        return False
-    return outcome.reply.startswith("RCPT:") or bool(_HARD_BOUNCE.search(outcome.reply))
-
-
-@dataclass(frozen=True)
-class Result:
-    """What became of one claimed delivery."""
-
-    claimed: Claimed
-    status: DeliveryStatus
-    outcome: Outcome | None = None
-    next_attempt_at: datetime | None = None
-
-
-def decide(
-    claimed: Claimed, outcome: Outcome, now: datetime, max_age: timedelta, rng: random.Random
-) -> Result:
-    """Turn a relay's answer into the delivery's next state."""
-    if outcome.accepted:
-        return Result(claimed, DeliveryStatus.SENT, outcome)
-    if not outcome.temporary:
-        return Result(claimed, DeliveryStatus.FAILED, outcome)
-    if now - claimed.first_attempt_at >= max_age:
-        given_up = Outcome(
-            accepted=False,
-            code=outcome.code,
-            reply=f"gave up after {claimed.attempts} attempts: {outcome.reply}"[:500],
-        )
-        return Result(claimed, DeliveryStatus.FAILED, given_up)
-    return Result(claimed, DeliveryStatus.RETRY, outcome, now + backoff(claimed.attempts, rng))
-
-
-def record(session: Session, results: Sequence[Result], *, owner: str, now: datetime) -> None:
-    """Write the outcomes of claimed deliveries; bounced addresses leave the list."""
-    if not results:
+def record(session: Session, outcomes: Sequence[Outcome], *, owner: str, now: datetime) -> None:
+    """Write the outcomes of deliveries this owner still holds; others are left as they are."""
+    if not outcomes:
         return
     table = cast(Table, Delivery.__table__)
     statement = (
@@ -191,44 +189,20 @@ def record(session: Session, results: Sequence[Result], *, owner: str, now: date
             lease_expires_at=None,
         )
     )
-    final = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
     session.connection().execute(
         statement,
         [
             {
-                "b_id": r.claimed.delivery_id,
-                "b_status": r.status.value,
-                "b_code": r.outcome.code if r.outcome else None,
-                "b_reply": (r.outcome.reply[:500] if r.outcome else "not subscribed any more"),
-                "b_next": r.next_attempt_at,
-                "b_finished": now if r.status in final else None,
+                "b_id": o.delivery_id,
+                "b_status": o.status.value,
+                "b_code": o.code,
+                "b_reply": o.reply[:500] if o.reply else None,
+                "b_next": o.next_attempt_at,
+                "b_finished": now if o.status in FINAL else None,
             }
-            for r in results
+            for o in outcomes
         ],
     )
-    bounced = [
-        r.claimed.subscriber_id
-        for r in results
-        if r.status is DeliveryStatus.FAILED and r.outcome and is_hard_bounce(r.outcome)
-    ]
-    if bounced:
-        session.execute(consent.log_bounced(bounced, now))  # before the status changes
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id.in_(bounced), Subscriber.status == SubscriberStatus.SUBSCRIBED)
-            .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        # A bounced address gets nothing more, in this edition or any other.
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscriber_id.in_(bounced),
-                Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRY]),
-            )
-            .values(status=DeliveryStatus.SKIPPED, last_reply="address bounced", finished_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> None:
@@ -308,39 +282,8 @@ def next_retry_at(session: Session) -> datetime | None:
     )
 
 
-def requeue_failed(
-    session: Session, edition_id: int, *, include_bounced: bool, now: datetime
-) -> tuple[int, int]:
-    """Put an edition's failed deliveries back in the queue (after the relay was fixed).
-
-    Readers marked bounced by this edition stay off the list unless `include_bounced`, for when
-    the relay, not the address, was at fault. Returns (requeued, readers restored).
-    """
-    restored = 0
-    if include_bounced:
-        bounced_here = select(Delivery.subscriber_id).where(
-            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED
-        )
-        session.execute(
-            consent.log_for(
-                ConsentEventKind.RESUBSCRIBED,
-                consent.Source.CLI,
-                now,
-                Subscriber.id.in_(bounced_here.scalar_subquery())
-                & (Subscriber.status == SubscriberStatus.BOUNCED),
-                detail="bounce undone by the operator: newsletter retry --include-bounced",
-            )
-        )
-        result = session.execute(
-            update(Subscriber)
-            .where(
-                Subscriber.id.in_(bounced_here.scalar_subquery()),
-                Subscriber.status == SubscriberStatus.BOUNCED,
-            )
-            .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        restored = int(result.rowcount)  # type: ignore[attr-defined]
+def requeue_failed(session: Session, edition_id: int) -> int:
+    """Put an edition's failed deliveries back in the queue; returns how many."""
     result = session.execute(
         update(Delivery)
         .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED)
@@ -362,4 +305,60 @@ def requeue_failed(
             .values(status=EditionStatus.SENDING, finished_at=None)
             .execution_options(synchronize_session=False)
         )
-    return requeued, restored
+    return requeued
+
+
+def failed_readers(edition_id: int) -> Select[int]:
+    """The readers whose delivery of this edition failed (a query, for the readers' side)."""
+    return select(Delivery.subscriber_id).where(
+        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED
+    )
+
+
+def skip_unfinished(
+    session: Session, subscriber_ids: Sequence[int], why: str, now: datetime
+) -> None:
+    """These readers get nothing more of any edition: their unfinished deliveries are skipped.
+
+    A delivery a sender holds right now is skipped too; the sender sees it before the hand-over
+    and its `record` leaves the row alone.
+    """
+    if not subscriber_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id.in_(list(subscriber_ids)), Delivery.status.in_(UNFINISHED))
+        .values(status=DeliveryStatus.SKIPPED, last_reply=why, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def erase_reader(session: Session, subscriber_id: int) -> None:
+    """Delete every delivery row of an erased reader."""
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+
+
+def create_edition(session: Session, edition: Edition) -> int:
+    """Store a settled edition with one pending delivery per reader due it; returns how many.
+
+    Due: subscribed, and not paused past the edition's scheduled time.
+    """
+    session.add(edition)
+    session.flush()
+    scheduled_at = edition.scheduled_at
+    session.execute(
+        insert(Delivery).from_select(
+            ["edition_id", "subscriber_id", "status", "attempts"],
+            select(
+                literal(edition.id),
+                Subscriber.id,
+                literal(DeliveryStatus.PENDING.value),
+                literal(0),
+            ).where(
+                Subscriber.status == SubscriberStatus.SUBSCRIBED,
+                Subscriber.paused_until.is_(None) | (Subscriber.paused_until <= scheduled_at),
+            ),
+        )
+    )
+    # rowcount of INSERT … SELECT is -1 on psycopg 3; count what was written instead.
+    return session.scalar(select(func.count()).where(Delivery.edition_id == edition.id)) or 0
