@@ -43,5 +43,5 @@ Try the one-click unsubscribe:
   then open the List-Unsubscribe address of a message (grep List-Unsubscribe "$first"),
   replacing http://localhost:8000 if you changed NEWSLETTER_BASE_URL.
   The sign-up form is at http://localhost:8000/aanmelden (its confirmation mail lands in
-  demo/outbox/signup/).
+  demo/outbox/ too).
 MSG
