@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Subscriber, SubscriberStatus
-from tests.conftest import Received, Site
-from tests.issuefiles import write_issue
+from tests.support.issue_files import write_issue
+from tests.support.relays import Received
+from tests.support.servers import Site
 
 pytestmark = pytest.mark.browser
 

@@ -12,9 +12,12 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import ConsentEvent, ConsentEventKind, Subscriber, Suppression
-from tests.conftest import SECRET, Cli, Site, SmtpServer
-from tests.issuefiles import write_issue
-from tests.test_signup import link_in, sign_up
+from tests.support.cli import Cli
+from tests.support.databases import SECRET
+from tests.support.issue_files import write_issue
+from tests.support.readers import link_in, sign_up
+from tests.support.relays import SmtpServer
+from tests.support.servers import Site
 
 
 def everything_in(engine: Engine) -> str:

@@ -14,7 +14,9 @@ from newsletter.readers import signup, subscriptions
 from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign, verify
 from newsletter.web.pages import CSRF, CSRF_COOKIE
-from tests.conftest import SECRET, Site, SmtpServer, start_site
+from tests.support.databases import SECRET
+from tests.support.relays import SmtpServer
+from tests.support.servers import Site, start_site
 
 NEW_KEY = "the-new-secret-key-after-rotation"
 OLD = [SECRET.encode()]

@@ -21,8 +21,10 @@ from newsletter.storage.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import new_token_id, sign
-from tests.conftest import Cli, LiveServer, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import SmtpServer
+from tests.support.servers import LiveServer
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; SafeLinks)"}
 

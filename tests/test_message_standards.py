@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Received, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import Received, SmtpServer
 
 LONG_BASE = (
     "https://nieuws.example.nl/een/heel/lang/pad/zodat/de/url/ruim/over/de/achtenzeventig/tekens"

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, inspect
 
 from newsletter.settings import Settings
 from newsletter.storage.db import alembic_config, downgrade, make_engine, upgrade
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 
 def test_every_revision_walks_down_and_up(settings: Settings) -> None:

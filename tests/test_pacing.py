@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.delivery.pacing import MIN_RATE, Pacer
-from tests.conftest import Cli, RecordingHandler, start_smtp
-from tests.issuefiles import queue_and_import
+from tests.support.cli import Cli
+from tests.support.issue_files import queue_and_import
+from tests.support.relays import RecordingHandler, start_smtp
 
 
 class FakeTime:

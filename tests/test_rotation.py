@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.publishing.planning import latest_time, next_times, theme_order
 from newsletter.settings import load_settings
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 AMS = ZoneInfo("Europe/Amsterdam")
 THEMES = ["loslaten", "vasthouden", "zachtheid"]
@@ -52,7 +52,7 @@ def test_latest_time_at_or_before_now() -> None:
 
 
 def test_plan_shows_rotation_skips_and_where_the_queue_runs_dry(cli: Cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.issuefiles import write_issue
+    from tests.support.issue_files import write_issue
 
     folder = tmp_path / "issues"
     paths = [

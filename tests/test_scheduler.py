@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -15,10 +14,10 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.scheduler import WEEKLY_JOB_ID, Jobs, build_scheduler
 from newsletter.settings import Settings
-from tests.conftest import Cli, RecordingHandler, settings_from, start_smtp
-from tests.issuefiles import queue_and_import
-
-NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
+from tests.support.cli import NEWSLETTER, Cli
+from tests.support.databases import settings_from
+from tests.support.issue_files import queue_and_import
+from tests.support.relays import RecordingHandler, start_smtp
 
 
 def prepare(cli: Cli, tmp_path: Path, count: int) -> list[str]:

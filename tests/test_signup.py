@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -24,42 +23,11 @@ from newsletter.storage.models import (
 )
 from newsletter.tokens import new_token_id, sign
 from newsletter.web.pages import CSRF, CSRF_COOKIE
-from tests.conftest import Received, Site, SmtpServer, free_port, start_site
+from tests.support.readers import form_token, link_in, sign_up
+from tests.support.relays import SmtpServer, free_port
+from tests.support.servers import Site, start_site
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda link protection)"}
-
-
-def form_token(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token on the form"
-    return match.group(1)
-
-
-def sign_up(
-    site: Site,
-    email: str,
-    name: str = "",
-    *,
-    client: httpx.Client | None = None,
-    **extra: str,
-) -> httpx.Response:
-    """Fill in the form as a browser would: GET it (cookie and token), then POST it."""
-    browser = client or httpx.Client()
-    try:
-        page = browser.get(f"{site.url}/aanmelden")
-        assert page.status_code == 200
-        data = {"csrf_token": form_token(page.text), "email": email, "name": name, **extra}
-        return browser.post(f"{site.url}/aanmelden", data=data)
-    finally:
-        if client is None:
-            browser.close()
-
-
-def link_in(mail: Received, prefix: str) -> str:
-    text = mail.message.get_body(("plain",)).get_content()
-    match = re.search(re.escape(prefix) + r"[A-Za-z0-9_\-]+", text)
-    assert match, text
-    return match.group(0)
 
 
 def subscriber(factory: sessionmaker[Session], email: str) -> Subscriber | None:
@@ -392,7 +360,8 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
     from pathlib import Path
 
     from newsletter.web.app import create_app
-    from tests.conftest import serve_app, settings_from
+    from tests.support.databases import settings_from
+    from tests.support.servers import serve_app
 
     port = free_port()
     settings = settings_from({**env, "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}"})

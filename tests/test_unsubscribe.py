@@ -12,19 +12,13 @@ from newsletter.readers import subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign
-from tests.conftest import LiveServer
+from tests.support.readers import path_for
+from tests.support.servers import LiveServer
 
 
 def make_subscriber(factory: sessionmaker[Session], email: str = "anna@example.com") -> Subscriber:
     with factory() as session, session.begin():
         return subscriptions.add(session, email, "Anna", datetime.now(UTC))
-
-
-def path_for(settings: Settings, subscriber: Subscriber) -> str:
-    url = subscriptions.unsubscribe_url(
-        settings.base_url, settings.secret_keys(), subscriber.token_id
-    )
-    return url.removeprefix(settings.base_url)
 
 
 def status_of(factory: sessionmaker[Session], subscriber: Subscriber) -> SubscriberStatus:

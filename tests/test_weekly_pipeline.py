@@ -11,8 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Edition, Issue, IssueStatus
-from tests.conftest import Cli, LiveServer, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import SmtpServer
+from tests.support.servers import LiveServer
 
 SUNDAYS = ["2026-11-29T07:00", "2026-12-06T07:05", "2026-12-13T09:30", "2026-12-20T07:00"]
 
