@@ -24,7 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict newsletter
+	$(BIN)/mypy --strict newsletter tests benchmarks
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q

@@ -114,7 +114,9 @@ def test_a_second_sqlite_sender_says_so(cli: Cli, env: dict[str, str], tmp_path:
     prepare(cli, tmp_path, 1)
     worker = spawn(env, "worker")
     try:
-        lock = Path(make_url(env["NEWSLETTER_DATABASE_URL"]).database + ".sender-lock")
+        database = make_url(env["NEWSLETTER_DATABASE_URL"]).database
+        assert database is not None
+        lock = Path(database + ".sender-lock")
         deadline = time.monotonic() + 15
         while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -220,7 +222,7 @@ def test_two_postgresql_workers_share_an_edition_and_survive_a_killed_connection
         out_a, err_a = worker_a.communicate(timeout=60)
         out_b, err_b = worker_b.communicate(timeout=60)
         # A rerun completes whatever is left (nothing, normally).
-        cli("send", "--now", SUNDAY, **smtp)
+        cli("send", "--now", SUNDAY, env=smtp)
     finally:
         controller.stop()
     assert worker_a.returncode == 0, err_a

@@ -23,7 +23,7 @@ def run_until_done(cli: Cli, env: dict[str, str], start: datetime, runs: int = 1
     codes = []
     for step in range(runs):
         now = start + timedelta(minutes=30 * step)
-        result = cli("send", "--now", now.isoformat(), code=None, **env)
+        result = cli("send", "--now", now.isoformat(), code=None, env=env)
         codes.append(result.exit_code)
         if "deliveries are not finished" not in result.stdout and result.exit_code == 0:
             break
@@ -109,14 +109,14 @@ def test_a_relay_that_is_down_at_the_start_loses_nobody(
     queue_and_import(cli, tmp_path, addresses)
     port = free_port()
     env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{port}"}
-    result = cli("send", "--now", SUNDAY.isoformat(), code=1, **env)
+    result = cli("send", "--now", SUNDAY.isoformat(), code=1, env=env)
     assert f"cannot reach the SMTP relay at 127.0.0.1:{port}" in result.stderr
     assert "5 deliveries wait" in result.stderr
     handler = ScriptedHandler()
     controller = start_smtp(handler, port=port)
     try:
         later = (SUNDAY + timedelta(minutes=20)).isoformat()
-        cli("send", "--now", later, **env)
+        cli("send", "--now", later, env=env)
     finally:
         controller.stop()
     assert sorted(handler.accepted) == addresses
@@ -149,7 +149,7 @@ def test_a_temporary_failure_gives_up_after_the_maximum_age(
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
                "NEWSLETTER_RETRY_MAX_AGE_HOURS": "1"}  # fmt: skip
         run_until_done(cli, env, SUNDAY, runs=6)
-        result = cli("send", "--now", (SUNDAY + timedelta(hours=6)).isoformat(), **env)
+        result = cli("send", "--now", (SUNDAY + timedelta(hours=6)).isoformat(), env=env)
     finally:
         controller.stop()
     final = states(factory)

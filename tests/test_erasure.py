@@ -178,5 +178,5 @@ def test_the_suppression_list_survives_a_key_rotation(cli: Cli) -> None:
         "NEWSLETTER_SECRET_KEY": "a-brand-new-secret-key-0123456789",
         "NEWSLETTER_OLD_SECRET_KEYS": SECRET,
     }
-    refused = cli("subscribers", "add", "anna@example.com", code=1, **rotated)
+    refused = cli("subscribers", "add", "anna@example.com", code=1, env=rotated)
     assert "erased on request" in refused.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.publishing.planning import latest_time, next_times, theme_order
@@ -51,7 +52,7 @@ def test_latest_time_at_or_before_now() -> None:
     assert latest_time(settings, at("2026-12-02T12:00")) == sunday
 
 
-def test_plan_shows_rotation_skips_and_where_the_queue_runs_dry(cli: Cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_plan_shows_rotation_skips_and_where_the_queue_runs_dry(cli: Cli, tmp_path: Path) -> None:
     from tests.support.issue_files import write_issue
 
     folder = tmp_path / "issues"

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.scheduler import WEEKLY_JOB_ID, Jobs, build_scheduler
 from newsletter.settings import Settings
 from tests.support.cli import NEWSLETTER, Cli
-from tests.support.databases import settings_from
 from tests.support.issue_files import queue_and_import
 from tests.support.relays import RecordingHandler, start_smtp
 
@@ -34,9 +35,10 @@ def schedule_minutes_ago(minutes: int) -> str:
     return f"{moment.minute} {moment.hour} * * *"
 
 
-def test_the_scheduler_uses_the_cron_with_coalescing_and_the_grace(env: dict[str, str]) -> None:
-    settings: Settings = settings_from(env)
-    scheduler = build_scheduler(Jobs(None, None, settings), settings)  # type: ignore[arg-type]
+def test_the_scheduler_uses_the_cron_with_coalescing_and_the_grace(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    scheduler = build_scheduler(Jobs(engine, factory, settings), settings)
     job = next(j for j in scheduler.get_jobs() if j.id == WEEKLY_JOB_ID)
     assert isinstance(job.trigger, CronTrigger)
     assert str(job.trigger.timezone) == "Europe/Amsterdam"

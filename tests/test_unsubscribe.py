@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ def test_get_and_head_show_a_form_and_change_nothing(
     ids=["urlencoded", "multipart", "empty"],
 )  # fmt: skip
 def test_post_unsubscribes_at_once_without_cookies_or_redirect(
-    live_app: LiveServer, settings: Settings, factory: sessionmaker[Session], body: dict
+    live_app: LiveServer, settings: Settings, factory: sessionmaker[Session], body: dict[str, Any]
 ) -> None:
     subscriber = make_subscriber(factory)
     url = live_app.url + path_for(settings, subscriber)

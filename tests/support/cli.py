@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,17 @@ class Cli:
 
     env: dict[str, str]
 
-    def __call__(self, *args: str, code: int | None = 0, **env: str) -> Result:
+    def __call__(
+        self,
+        *args: str,
+        code: int | None = 0,
+        env: Mapping[str, str] | None = None,
+        **variables: str,
+    ) -> Result:
+        """Run it with `env` and then `variables` over the test's environment; check the exit code."""
         runner = CliRunner()
-        result = runner.invoke(main, list(args), env={**self.env, **env}, catch_exceptions=False)
+        run_env = {**self.env, **(env or {}), **variables}
+        result = runner.invoke(main, list(args), env=run_env, catch_exceptions=False)
         if code is not None:
             assert result.exit_code == code, (
                 f"exit {result.exit_code}, expected {code}\n"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 import httpx
 
 from newsletter.readers import subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import Subscriber
-from tests.support.relays import Received
-from tests.support.servers import Site
+from tests.support.relays import Received, body_of
 
 
 def form_token(page: str) -> str:
@@ -20,8 +20,15 @@ def form_token(page: str) -> str:
     return match.group(1)
 
 
+class Served(Protocol):
+    """Anything the app is served at: a LiveServer, a Site."""
+
+    @property
+    def url(self) -> str: ...
+
+
 def sign_up(
-    site: Site,
+    site: Served,
     email: str,
     name: str = "",
     *,
@@ -42,7 +49,7 @@ def sign_up(
 
 def link_in(mail: Received, prefix: str) -> str:
     """The first link in the mail's text part that starts with `prefix`."""
-    text = mail.message.get_body(("plain",)).get_content()
+    text = body_of(mail.message, "plain")
     match = re.search(re.escape(prefix) + r"[A-Za-z0-9_\-]+", text)
     assert match, text
     return match.group(0)

@@ -29,6 +29,15 @@ class Received:
         return parsed
 
 
+def body_of(message: EmailMessage, subtype: str) -> str:
+    """The decoded text of the message's text/`subtype` part ("plain" or "html"), which must exist."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
 @dataclass
 class RecordingHandler:
     """An aiosmtpd handler that keeps every message it accepts."""
