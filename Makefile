@@ -31,7 +31,7 @@ demo: $(RUN)
 lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict newsletter
+	$(BIN)/mypy --strict newsletter tests benchmarks
 	$(BIN)/lint-imports
 
 fmt: $(DEV)

@@ -29,6 +29,10 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
@@ -49,7 +53,7 @@ class Sink:
         self.kind = kind
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.controller = None
+        self.controller: Controller | None = None
 
     def __enter__(self) -> Sink:
         if self.kind == "postfix":
@@ -69,7 +73,7 @@ class Sink:
             from aiosmtpd.controller import Controller
 
             class Discard:
-                async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+                async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                     return "250 OK"
 
             self.controller = Controller(Discard(), hostname="127.0.0.1", port=self.port)

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Subscriber, SubscriberStatus
-from tests.conftest import Received, Site
-from tests.issuefiles import write_issue
+from tests.support.issue_files import write_issue
+from tests.support.relays import Received, body_of
+from tests.support.servers import Site
 
 pytestmark = pytest.mark.browser
 
@@ -75,7 +76,7 @@ def shoot(page: Page, name: str) -> None:
 
 def html_link(mail: Received, text: str) -> str:
     """The href of the link or button in the mail's HTML whose text contains `text`."""
-    html = mail.message.get_body(("html",)).get_content()
+    html = body_of(mail.message, "html")
     for match in re.finditer(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', html, re.S):
         if text in re.sub(r"<[^>]+>|\s+", " ", match.group(2)):
             return match.group(1).replace("&amp;", "&")
@@ -137,7 +138,7 @@ def test_sign_up_confirm_receive_leave_and_come_back(
     site.cli("send", "--now", SUNDAYS[0])
     first = [m for m in site.wait_for_mail(3)[1:] if m.rcpt_tos == ["lotte@example.com"]]
     assert len(first) == 1 and first[0].message["Subject"] == "Open handen"
-    assert "Hallo Lotte," in first[0].message.get_body(("plain",)).get_content()
+    assert "Hallo Lotte," in body_of(first[0].message, "plain")
 
     # She leaves from the letter's link, with the button on the page.
     page.goto(html_link(first[0], "Afmelden"))

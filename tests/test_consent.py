@@ -24,9 +24,11 @@ from newsletter.storage.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import new_token_id
-from tests.conftest import Cli, SmtpServer, start_site, start_smtp
-from tests.issuefiles import write_issue
-from tests.test_signup import form_token, link_in
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.readers import form_token, link_in
+from tests.support.relays import SmtpServer, start_smtp
+from tests.support.servers import start_site
 
 
 def log_of(factory: sessionmaker[Session], email: str) -> list[ConsentEvent]:

@@ -7,8 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,10 +20,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber
-from tests.conftest import Cli, LiveServer, RecordingHandler, free_port, start_smtp
-from tests.issuefiles import queue_and_import
+from tests.support.cli import Cli, spawn
+from tests.support.databases import settings_from
+from tests.support.issue_files import queue_and_import
+from tests.support.readers import path_for
+from tests.support.relays import RecordingHandler, free_port, start_smtp
+from tests.support.servers import LiveServer
 
-NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 SUNDAY = "2026-11-29T07:00:00+01:00"
 WINDOW = 50
 
@@ -34,17 +35,6 @@ def prepare(cli: Cli, tmp_path: Path, count: int) -> list[str]:
     addresses = [f"lezer{i:05d}@example.com" for i in range(count)]
     queue_and_import(cli, tmp_path, addresses)
     return addresses
-
-
-def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [NEWSLETTER, *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, killed whole like a dying machine
-    )
 
 
 def received_per_rcpt(handler: RecordingHandler) -> Counter[str]:
@@ -124,7 +114,9 @@ def test_a_second_sqlite_sender_says_so(cli: Cli, env: dict[str, str], tmp_path:
     prepare(cli, tmp_path, 1)
     worker = spawn(env, "worker")
     try:
-        lock = Path(make_url(env["NEWSLETTER_DATABASE_URL"]).database + ".sender-lock")
+        database = make_url(env["NEWSLETTER_DATABASE_URL"]).database
+        assert database is not None
+        lock = Path(database + ".sender-lock")
         deadline = time.monotonic() + 15
         while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -158,8 +150,6 @@ def test_an_address_unsubscribed_during_its_send_gets_nothing_more(
     live_app: LiveServer,
     factory: sessionmaker[Session],
 ) -> None:
-    from tests.test_unsubscribe import path_for
-
     addresses = prepare(cli, tmp_path, 6)
     handler = GateHandler()
     controller = start_smtp(handler)
@@ -168,8 +158,6 @@ def test_an_address_unsubscribed_during_its_send_gets_nothing_more(
         "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
         "NEWSLETTER_SMTP_CONNECTIONS": "1",
     }
-    from tests.conftest import settings_from
-
     settings = settings_from(env)
     leaving_address = addresses[4]
     try:
@@ -234,7 +222,7 @@ def test_two_postgresql_workers_share_an_edition_and_survive_a_killed_connection
         out_a, err_a = worker_a.communicate(timeout=60)
         out_b, err_b = worker_b.communicate(timeout=60)
         # A rerun completes whatever is left (nothing, normally).
-        cli("send", "--now", SUNDAY, **smtp)
+        cli("send", "--now", SUNDAY, env=smtp)
     finally:
         controller.stop()
     assert worker_a.returncode == 0, err_a

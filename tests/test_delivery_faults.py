@@ -3,85 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from tests.conftest import Cli, free_port, start_smtp
-from tests.issuefiles import queue_and_import, write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import queue_and_import, write_issue
+from tests.support.relays import ScriptedHandler, free_port, start_smtp
 
 SUNDAY = datetime.fromisoformat("2026-11-29T07:00:00+01:00")
-
-
-@dataclass
-class ScriptedHandler:
-    """Replies per recipient from a script: the n-th try of an address gets the n-th reply."""
-
-    rcpt: dict[str, list[str | None]] = field(default_factory=dict)
-    data: dict[str, list[str | None]] = field(default_factory=dict)
-    mail: list[str | None] = field(default_factory=list)
-    tries: Counter[str] = field(default_factory=Counter)
-    data_tries: Counter[str] = field(default_factory=Counter)
-    mail_tries: int = 0
-    accepted: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    offered_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    pipelining: bool = False
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:  # RFC 2920: the engine then sends MAIL, RCPT and DATA in one write
-            responses.insert(-1, "250-PIPELINING")
-        return responses
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        n, self.mail_tries = self.mail_tries, self.mail_tries + 1
-        reply = self.mail[n] if n < len(self.mail) else None
-        if reply:
-            return reply
-        envelope.mail_from = address
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        n = self.tries[address]
-        self.tries[address] += 1
-        script = self.rcpt.get(address, [])
-        reply = script[n] if n < len(script) else None
-        if reply:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        rcpt = envelope.rcpt_tos[0]
-        message_id = message_from_bytes(envelope.original_content, policy=policy.default)[
-            "Message-ID"
-        ]
-        self.offered_ids[rcpt].append(message_id)
-        n = self.data_tries[rcpt]
-        self.data_tries[rcpt] += 1
-        script = self.data.get(rcpt, [])
-        action = script[n] if n < len(script) else None
-        if action == "drop":
-            server.transport.close()  # the connection dies in the middle of DATA
-            return "421 gone"
-        if action:
-            return action
-        self.accepted[rcpt].append(message_id)
-        return "250 2.0.0 queued"
 
 
 def run_until_done(cli: Cli, env: dict[str, str], start: datetime, runs: int = 12) -> list[int]:
@@ -89,7 +23,7 @@ def run_until_done(cli: Cli, env: dict[str, str], start: datetime, runs: int = 1
     codes = []
     for step in range(runs):
         now = start + timedelta(minutes=30 * step)
-        result = cli("send", "--now", now.isoformat(), code=None, **env)
+        result = cli("send", "--now", now.isoformat(), code=None, env=env)
         codes.append(result.exit_code)
         if "deliveries are not finished" not in result.stdout and result.exit_code == 0:
             break
@@ -175,14 +109,14 @@ def test_a_relay_that_is_down_at_the_start_loses_nobody(
     queue_and_import(cli, tmp_path, addresses)
     port = free_port()
     env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{port}"}
-    result = cli("send", "--now", SUNDAY.isoformat(), code=1, **env)
+    result = cli("send", "--now", SUNDAY.isoformat(), code=1, env=env)
     assert f"cannot reach the SMTP relay at 127.0.0.1:{port}" in result.stderr
     assert "5 deliveries wait" in result.stderr
     handler = ScriptedHandler()
     controller = start_smtp(handler, port=port)
     try:
         later = (SUNDAY + timedelta(minutes=20)).isoformat()
-        cli("send", "--now", later, **env)
+        cli("send", "--now", later, env=env)
     finally:
         controller.stop()
     assert sorted(handler.accepted) == addresses
@@ -215,7 +149,7 @@ def test_a_temporary_failure_gives_up_after_the_maximum_age(
         env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
                "NEWSLETTER_RETRY_MAX_AGE_HOURS": "1"}  # fmt: skip
         run_until_done(cli, env, SUNDAY, runs=6)
-        result = cli("send", "--now", (SUNDAY + timedelta(hours=6)).isoformat(), **env)
+        result = cli("send", "--now", (SUNDAY + timedelta(hours=6)).isoformat(), env=env)
     finally:
         controller.stop()
     final = states(factory)

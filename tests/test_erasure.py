@@ -12,9 +12,12 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import ConsentEvent, ConsentEventKind, Subscriber, Suppression
-from tests.conftest import SECRET, Cli, Site, SmtpServer
-from tests.issuefiles import write_issue
-from tests.test_signup import link_in, sign_up
+from tests.support.cli import Cli
+from tests.support.databases import SECRET
+from tests.support.issue_files import write_issue
+from tests.support.readers import link_in, sign_up
+from tests.support.relays import SmtpServer
+from tests.support.servers import Site
 
 
 def everything_in(engine: Engine) -> str:
@@ -175,5 +178,5 @@ def test_the_suppression_list_survives_a_key_rotation(cli: Cli) -> None:
         "NEWSLETTER_SECRET_KEY": "a-brand-new-secret-key-0123456789",
         "NEWSLETTER_OLD_SECRET_KEYS": SECRET,
     }
-    refused = cli("subscribers", "add", "anna@example.com", code=1, **rotated)
+    refused = cli("subscribers", "add", "anna@example.com", code=1, env=rotated)
     assert "erased on request" in refused.stderr

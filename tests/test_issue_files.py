@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Issue, IssueStatus
-from tests.conftest import Cli
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
 
 
 def test_check_accepts_a_valid_folder(cli: Cli, tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ from newsletter.readers import addresses, signup, subscriptions
 from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign, verify
 from newsletter.web.guards import CSRF_COOKIE
-from tests.conftest import SECRET, Site, SmtpServer, start_site
+from tests.support.databases import SECRET
+from tests.support.relays import SmtpServer
+from tests.support.servers import Site, start_site
 
 NEW_KEY = "the-new-secret-key-after-rotation"
 OLD = [SECRET.encode()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +24,10 @@ from newsletter.storage.models import (
     SubscriberStatus,
 )
 from newsletter.tokens import new_token_id, sign
-from tests.conftest import Cli, LiveServer, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import SmtpServer, body_of
+from tests.support.servers import LiveServer
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; SafeLinks)"}
 
@@ -95,7 +98,7 @@ def test_every_unsubscribe_post_acts_and_the_log_says_how(
     live_app: LiveServer,
     settings: Settings,
     factory: sessionmaker[Session],
-    body: dict,
+    body: dict[str, Any],
     source: str,
 ) -> None:
     reader = add(factory)
@@ -238,9 +241,9 @@ def test_paused_readers_are_skipped_until_their_date(
         ).one()
         bram.paused_until = datetime(2026, 12, 10, tzinfo=UTC)
     env = {"NEWSLETTER_SMTP_URL": smtp_server.url}
-    cli("send", "--now", "2026-11-29T07:00", **env)
-    cli("send", "--now", "2026-12-06T07:00", **env)
-    cli("send", "--now", "2026-12-13T07:00", **env)
+    cli("send", "--now", "2026-11-29T07:00", env=env)
+    cli("send", "--now", "2026-12-06T07:00", env=env)
+    cli("send", "--now", "2026-12-13T07:00", env=env)
     received = [m.rcpt_tos[0] for m in smtp_server.received]
     assert received == ["anna@example.com", "anna@example.com", "anna@example.com",
                         "bram@example.com"]  # fmt: skip
@@ -269,8 +272,10 @@ def test_the_letter_links_to_the_page(
     cli("subscribers", "add", "anna@example.com", "--consent", "test")
     cli("send", "--now", "2026-11-29T07:00", NEWSLETTER_SMTP_URL=smtp_server.url)
     [mail] = smtp_server.received
-    text = mail.message.get_body(("plain",)).get_content()
-    url = re.fullmatch(r"<(.+)>", mail.message["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
+    text = body_of(mail.message, "plain")
+    match = re.fullmatch(r"<(.+)>", mail.message["List-Unsubscribe"])
+    assert match
+    url = match.group(1)
     assert "pauzeren" in text.lower() and url in text
     page = httpx.get(live_app.url + url.removeprefix("https://nieuws.example.nl"))
     assert "Pauzeer" in page.text

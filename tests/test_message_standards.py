@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Received, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import Received, SmtpServer, body_of
 
 LONG_BASE = (
     "https://nieuws.example.nl/een/heel/lang/pad/zodat/de/url/ruim/over/de/achtenzeventig/tekens"
@@ -32,7 +33,7 @@ def sent(cli: Cli, tmp_path: Path, smtp_server: SmtpServer) -> list[Received]:
     cli("subscribers", "add", "bram@example.com")
     cli("subscribers", "add", "cor@example.org", "--name", "Cor")
     env = {"NEWSLETTER_SMTP_URL": smtp_server.url, "NEWSLETTER_BASE_URL": LONG_BASE}
-    cli("send", "--now", "2026-11-29T07:00", **env)
+    cli("send", "--now", "2026-11-29T07:00", env=env)
     assert len(smtp_server.received) == 3
     return smtp_server.received
 
@@ -46,7 +47,7 @@ def test_exactly_one_https_list_unsubscribe_written_unencoded_and_unfolded(
 ) -> None:
     for item in sent:
         m = item.message
-        assert len(m.get_all("List-Unsubscribe")) == 1
+        assert len(m.get_all("List-Unsubscribe", [])) == 1
         assert re.search(r"<https://[^>\s]+>", m["List-Unsubscribe"])
         lines = [
             ln
@@ -68,7 +69,7 @@ def test_one_click_post_header_exactly_once(sent: list[Received]) -> None:
 
 def test_list_id_on_our_domain(sent: list[Received]) -> None:
     for item in sent:
-        values = item.message.get_all("List-Id")
+        values = item.message.get_all("List-Id", [])
         assert len(values) == 1
         assert re.fullmatch(r".*<weekly\.nieuws\.example\.nl>", values[0])
 
@@ -76,9 +77,11 @@ def test_list_id_on_our_domain(sent: list[Received]) -> None:
 def test_unsubscribe_url_is_visible_in_both_parts(sent: list[Received]) -> None:
     for item in sent:
         m = item.message
-        url = re.fullmatch(r"<(.+)>", m["List-Unsubscribe"]).group(1)
-        assert url in m.get_body(("plain",)).get_content()
-        assert url in m.get_body(("html",)).get_content().replace("&amp;", "&")
+        match = re.fullmatch(r"<(.+)>", m["List-Unsubscribe"])
+        assert match
+        url = match.group(1)
+        assert url in body_of(m, "plain")
+        assert url in body_of(m, "html").replace("&amp;", "&")
 
 
 def test_multipart_alternative_text_then_html(sent: list[Received]) -> None:
@@ -121,12 +124,12 @@ def test_bytes_are_seven_bit_with_short_lines(sent: list[Received]) -> None:
 def test_bodies_decode_to_the_dutch_text_and_personal_greeting(sent: list[Received]) -> None:
     by_rcpt = {item.rcpt_tos[0]: item.message for item in sent}
     anna = by_rcpt["anna@example.com"]
-    text = anna.get_body(("plain",)).get_content()
-    html = anna.get_body(("html",)).get_content()
+    text = body_of(anna, "plain")
+    html = body_of(anna, "html")
     assert "café, ruïne, ‘quotes’" in text and "café, ruïne, ‘quotes’" in html
     assert "Hallo Anna Ëlsa de Vries," in text
     assert "Hallo Anna Ëlsa de Vries," in html
-    assert "Hallo," in by_rcpt["bram@example.com"].get_body(("plain",)).get_content()
+    assert "Hallo," in body_of(by_rcpt["bram@example.com"], "plain")
 
 
 class _Walker(HTMLParser):
@@ -145,7 +148,7 @@ class _Walker(HTMLParser):
 
 
 def test_html_is_dutch_small_accessible_and_script_free(sent: list[Received]) -> None:
-    html = sent[0].message.get_body(("html",)).get_content()
+    html = body_of(sent[0].message, "html")
     assert re.search(r'<html[^>]*\blang="nl"', html)
     assert len(html.encode()) < 100_000
     walker = _Walker()
@@ -156,7 +159,7 @@ def test_html_is_dutch_small_accessible_and_script_free(sent: list[Received]) ->
 
 
 def test_preheader_comes_first_in_the_visible_text(sent: list[Received]) -> None:
-    html = sent[0].message.get_body(("html",)).get_content()
+    html = body_of(sent[0].message, "html")
     body = html.split("<body", 1)[1]
     visible = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body.split(">", 1)[1])).strip()
     assert visible.startswith("Een korte overdenking voor de zondag.")
@@ -165,12 +168,12 @@ def test_preheader_comes_first_in_the_visible_text(sent: list[Received]) -> None
 def test_the_question_is_set_apart_exactly_once_in_each_part(sent: list[Received]) -> None:
     m = sent[0].message
     question = "Wat zou er gebeuren als je één ding zachter vasthoudt?"
-    assert m.get_body(("plain",)).get_content().count(question) == 1
-    assert m.get_body(("html",)).get_content().count(question) == 1
+    assert body_of(m, "plain").count(question) == 1
+    assert body_of(m, "html").count(question) == 1
 
 
 def test_the_visible_html_asks_exactly_one_question(sent: list[Received]) -> None:
-    html = sent[0].message.get_body(("html",)).get_content()
+    html = body_of(sent[0].message, "html")
     body = html.split("<body", 1)[1]
     body = re.sub(r"<!--.*?-->", " ", body, flags=re.S)  # Outlook conditionals
     body = re.sub(r"<style.*?</style>", " ", body, flags=re.S)

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.delivery.pacing import MIN_RATE, Pacer
-from tests.conftest import Cli, RecordingHandler, start_smtp
-from tests.issuefiles import queue_and_import
+from tests.support.cli import Cli
+from tests.support.issue_files import queue_and_import
+from tests.support.relays import RecordingHandler, start_smtp
 
 
 class FakeTime:
@@ -122,12 +123,12 @@ def test_the_hourly_cap_holds_and_sending_resumes_when_the_hour_has_passed(
     env = {"NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
            "NEWSLETTER_SMTP_HOURLY_LIMIT": "3"}  # fmt: skip
     try:
-        result = cli("send", "--now", sunday.isoformat(), **env)
+        result = cli("send", "--now", sunday.isoformat(), env=env)
         assert len(handler.received) == 3
         assert "cap is reached" in result.stdout
-        cli("send", "--now", (sunday + timedelta(minutes=30)).isoformat(), **env)
+        cli("send", "--now", (sunday + timedelta(minutes=30)).isoformat(), env=env)
         assert len(handler.received) == 3
-        cli("send", "--now", (sunday + timedelta(minutes=61)).isoformat(), **env)
+        cli("send", "--now", (sunday + timedelta(minutes=61)).isoformat(), env=env)
         assert len(handler.received) == 5
     finally:
         controller.stop()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.publishing.planning import latest_time, next_times, theme_order
 from newsletter.settings import load_settings
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 AMS = ZoneInfo("Europe/Amsterdam")
 THEMES = ["loslaten", "vasthouden", "zachtheid"]
@@ -51,8 +52,8 @@ def test_latest_time_at_or_before_now() -> None:
     assert latest_time(settings, at("2026-12-02T12:00")) == sunday
 
 
-def test_plan_shows_rotation_skips_and_where_the_queue_runs_dry(cli: Cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.issuefiles import write_issue
+def test_plan_shows_rotation_skips_and_where_the_queue_runs_dry(cli: Cli, tmp_path: Path) -> None:
+    from tests.support.issue_files import write_issue
 
     folder = tmp_path / "issues"
     paths = [

@@ -5,20 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.scheduler import WEEKLY_JOB_ID, Jobs, build_scheduler
 from newsletter.settings import Settings
-from tests.conftest import Cli, RecordingHandler, settings_from, start_smtp
-from tests.issuefiles import queue_and_import
-
-NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
+from tests.support.cli import NEWSLETTER, Cli
+from tests.support.issue_files import queue_and_import
+from tests.support.relays import RecordingHandler, start_smtp
 
 
 def prepare(cli: Cli, tmp_path: Path, count: int) -> list[str]:
@@ -35,9 +35,10 @@ def schedule_minutes_ago(minutes: int) -> str:
     return f"{moment.minute} {moment.hour} * * *"
 
 
-def test_the_scheduler_uses_the_cron_with_coalescing_and_the_grace(env: dict[str, str]) -> None:
-    settings: Settings = settings_from(env)
-    scheduler = build_scheduler(Jobs(None, None, settings), settings)  # type: ignore[arg-type]
+def test_the_scheduler_uses_the_cron_with_coalescing_and_the_grace(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    scheduler = build_scheduler(Jobs(engine, factory, settings), settings)
     job = next(j for j in scheduler.get_jobs() if j.id == WEEKLY_JOB_ID)
     assert isinstance(job.trigger, CronTrigger)
     assert str(job.trigger.timezone) == "Europe/Amsterdam"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.settings import SettingsError, load_settings, parse_smtp_url
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 
 def test_defaults_match_the_documentation() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -25,42 +25,11 @@ from newsletter.storage.models import (
 )
 from newsletter.tokens import new_token_id, sign
 from newsletter.web.guards import CSRF_COOKIE
-from tests.conftest import Received, Site, SmtpServer, free_port, start_site
+from tests.support.readers import form_token, link_in, sign_up
+from tests.support.relays import SmtpServer, body_of, free_port
+from tests.support.servers import Site, start_site
 
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda link protection)"}
-
-
-def form_token(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token on the form"
-    return match.group(1)
-
-
-def sign_up(
-    site: Site,
-    email: str,
-    name: str = "",
-    *,
-    client: httpx.Client | None = None,
-    **extra: str,
-) -> httpx.Response:
-    """Fill in the form as a browser would: GET it (cookie and token), then POST it."""
-    browser = client or httpx.Client()
-    try:
-        page = browser.get(f"{site.url}/aanmelden")
-        assert page.status_code == 200
-        data = {"csrf_token": form_token(page.text), "email": email, "name": name, **extra}
-        return browser.post(f"{site.url}/aanmelden", data=data)
-    finally:
-        if client is None:
-            browser.close()
-
-
-def link_in(mail: Received, prefix: str) -> str:
-    text = mail.message.get_body(("plain",)).get_content()
-    match = re.search(re.escape(prefix) + r"[A-Za-z0-9_\-]+", text)
-    assert match, text
-    return match.group(0)
 
 
 def subscriber(factory: sessionmaker[Session], email: str) -> Subscriber | None:
@@ -136,8 +105,8 @@ def test_a_new_address_gets_the_same_page_and_a_confirmation_mail(
     assert message.get_content_type() == "multipart/alternative"
     assert all(byte < 128 for byte in mail.data), "7-bit clean"
     url = link_in(mail, f"{site.url}/bevestig/")
-    assert url in message.get_body(("html",)).get_content()
-    assert "Hallo Anna," in message.get_body(("plain",)).get_content()
+    assert url in body_of(message, "html")
+    assert "Hallo Anna," in body_of(message, "plain")
     found = subscriber(factory, "anna@example.com")
     assert found is not None and found.status is SubscriberStatus.PENDING
     assert found.confirmed_at is None and found.requested_at is not None
@@ -166,7 +135,7 @@ def test_the_answer_is_the_same_whoever_owns_the_address(
     mails = {m.rcpt_tos[0]: m.message for m in site.wait_for_mail(4)[1:]}
     assert set(mails) == {"nieuw@example.com", "lid@example.com", "weg@example.com"}
     assert mails["lid@example.com"]["Subject"].startswith("Je staat al op de lijst")
-    assert "/afmelden/" in mails["lid@example.com"].get_body(("plain",)).get_content()
+    assert "/afmelden/" in body_of(mails["lid@example.com"], "plain")
     lid = subscriber(factory, "lid@example.com")
     assert lid is not None and lid.status is SubscriberStatus.SUBSCRIBED
 
@@ -393,14 +362,14 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
     from pathlib import Path
 
     from newsletter.web.app import create_app
-    from tests.conftest import serve_app, settings_from
+    from tests.support.databases import settings_from
+    from tests.support.servers import serve_app
 
     port = free_port()
     settings = settings_from({**env, "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}"})
     live = serve_app(create_app(settings, engine), port)
     try:
-        site = Site(live.url, env, settings, None, live)  # type: ignore[arg-type]
-        assert sign_up(site, "anna@example.com").status_code == 200
+        assert sign_up(live, "anna@example.com").status_code == 200
         outbox = Path(env["NEWSLETTER_OUTBOX_DIR"])
         deadline = datetime.now(UTC) + timedelta(seconds=10)
         while not list(outbox.glob("*.eml")) and datetime.now(UTC) < deadline:
@@ -423,7 +392,7 @@ def test_oversized_and_malformed_bodies_are_refused(
     response = httpx.post(f"{site.url}/aanmelden", content=big, headers=form)
     assert response.status_code == 413 and "te veel" in response.text
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b"x" * 1000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 
 def test_add_and_list(cli: Cli) -> None:

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import links
 from newsletter.links import Purpose
 from newsletter.readers import subscriptions
 from newsletter.settings import Settings
 from newsletter.storage.models import Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id, sign
-from tests.conftest import LiveServer
+from tests.support.readers import path_for
+from tests.support.servers import LiveServer
 
 
 def make_subscriber(factory: sessionmaker[Session], email: str = "anna@example.com") -> Subscriber:
     with factory() as session, session.begin():
         return subscriptions.add(session, email, "Anna", datetime.now(UTC))
-
-
-def path_for(settings: Settings, subscriber: Subscriber) -> str:
-    url = links.unsubscribe_url(settings.base_url, settings.secret_keys(), subscriber.token_id)
-    return url.removeprefix(settings.base_url)
 
 
 def status_of(factory: sessionmaker[Session], subscriber: Subscriber) -> SubscriberStatus:
@@ -58,7 +54,7 @@ def test_get_and_head_show_a_form_and_change_nothing(
     ids=["urlencoded", "multipart", "empty"],
 )  # fmt: skip
 def test_post_unsubscribes_at_once_without_cookies_or_redirect(
-    live_app: LiveServer, settings: Settings, factory: sessionmaker[Session], body: dict
+    live_app: LiveServer, settings: Settings, factory: sessionmaker[Session], body: dict[str, Any]
 ) -> None:
     subscriber = make_subscriber(factory)
     url = live_app.url + path_for(settings, subscriber)

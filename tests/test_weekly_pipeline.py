@@ -11,8 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Edition, Issue, IssueStatus
-from tests.conftest import Cli, LiveServer, SmtpServer
-from tests.issuefiles import write_issue
+from tests.support.cli import Cli
+from tests.support.issue_files import write_issue
+from tests.support.relays import SmtpServer, body_of
+from tests.support.servers import LiveServer
 
 SUNDAYS = ["2026-11-29T07:00", "2026-12-06T07:05", "2026-12-13T09:30", "2026-12-20T07:00"]
 
@@ -58,15 +60,15 @@ def test_four_sundays_rotate_themes_and_honour_one_click(
     for week, (now, (count, theme, subject, question)) in enumerate(
         zip(SUNDAYS, expected, strict=True)
     ):
-        cli("send", "--now", now, **env)
+        cli("send", "--now", now, env=env)
         batch = smtp_server.received[seen:]
         seen += len(batch)
         assert len(batch) == count, f"week {week + 1}"
         for item in batch:
             message = item.message
             assert message["Subject"] == subject
-            text = message.get_body(("plain",)).get_content()
-            html = message.get_body(("html",)).get_content()
+            text = body_of(message, "plain")
+            html = body_of(message, "html")
             assert text.count(question) == 1 and html.count(question) == 1
             assert text.count("?") == 1, "exactly one question in the text part"
             assert message.get_all("List-Unsubscribe-Post") == ["List-Unsubscribe=One-Click"]
@@ -86,10 +88,10 @@ def test_four_sundays_rotate_themes_and_honour_one_click(
             )
             assert response.status_code == 200
         # Running again the same day, or on a Wednesday, sends nothing more.
-        cli("send", "--now", now, **env)
+        cli("send", "--now", now, env=env)
         assert len(smtp_server.received) == seen
 
-    result = cli("send", "--now", "2026-12-27T07:00", **env)
+    result = cli("send", "--now", "2026-12-27T07:00", env=env)
     assert len(smtp_server.received) == seen
     assert "nothing is queued" in result.stderr
     with factory() as session:
@@ -103,10 +105,10 @@ def test_a_wednesday_run_never_sends_next_sundays_issue_early(
     cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
     cli("subscribers", "add", "anna@example.com")
     env = {"NEWSLETTER_SMTP_URL": smtp_server.url}
-    result = cli("send", "--now", "2026-12-02T10:00", **env)
+    result = cli("send", "--now", "2026-12-02T10:00", env=env)
     assert smtp_server.received == []
     assert "Missed" in result.stderr  # last Sunday is past the 12-hour grace
-    cli("send", "--now", "2026-12-06T07:01", **env)
+    cli("send", "--now", "2026-12-06T07:01", env=env)
     assert len(smtp_server.received) == 1
 
 
@@ -138,7 +140,7 @@ def test_outbox_receives_eml_files_without_smtp(cli: Cli, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("missing", ["NEWSLETTER_SECRET_KEY"])
 def test_send_refuses_without_a_secret_key(cli: Cli, missing: str) -> None:
-    result = cli("send", code=1, **{missing: ""})
+    result = cli("send", code=1, env={missing: ""})
     assert "NEWSLETTER_SECRET_KEY is not set" in result.stderr
 
 

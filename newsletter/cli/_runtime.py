@@ -37,7 +37,12 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database_url)
+        engine = make_engine(self.settings.database_url)
+        # Close the pooled connections when the command ends, not whenever the GC gets to them.
+        context = click.get_current_context(silent=True)
+        if context is not None:
+            context.call_on_close(engine.dispose)
+        return engine
 
     def factory(self, *, check: bool = True) -> sessionmaker[Session]:
         if check:

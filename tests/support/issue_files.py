@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from tests.support.cli import Cli
 
 
 def write_issue(
@@ -17,6 +18,7 @@ def write_issue(
     body: str = "Soms is *loslaten* het zachtste wat je kunt doen.\n\nAdem uit, en kijk wat blijft.\n",
     extra: str = "",
 ) -> Path:
+    """Write `folder/name.md` with front matter and body; each part can be set or left out."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["---", f"theme: {theme}", f"subject: {subject}", f"question: {question}"]
     if preheader is not None:
@@ -29,7 +31,7 @@ def write_issue(
     return path
 
 
-def queue_and_import(cli: Any, folder: Path, addresses: list[str]) -> None:
+def queue_and_import(cli: Cli, folder: Path, addresses: list[str]) -> None:
     """Queue one issue and import these addresses through the CLI, as an operator would."""
     cli("issues", "queue", str(write_issue(folder / "issues", "een")))
     csv = folder / "lezers.csv"
