@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +101,8 @@ def populate(database: Path, count: int) -> None:
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"}
     subprocess.run([NEWSLETTER, "db", "upgrade"], env=env, check=True, capture_output=True)
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    with sqlite3.connect(database) as connection:
+    # sqlite3's own `with` only commits; closing() closes the connection too.
+    with closing(sqlite3.connect(database)) as connection, connection:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(subscribers)")}
         values = {
             "status": "subscribed",

@@ -54,9 +54,11 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -90,8 +92,7 @@ def live_app(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
     try:
         yield live
     finally:
-        live.server.should_exit = True
-        live.thread.join(timeout=10)
+        live.stop()
 
 
 @pytest.fixture
@@ -101,5 +102,4 @@ def site(env: dict[str, str], engine: Engine, smtp_server: SmtpServer) -> Iterat
     try:
         yield running
     finally:
-        running.live.server.should_exit = True
-        running.live.thread.join(timeout=10)
+        running.live.stop()

@@ -226,8 +226,7 @@ def test_the_ip_is_logged_only_when_the_operator_turns_it_on(
         [mail] = site.wait_for_mail(1)
         httpx.post(link_in(mail, f"{site.url}/bevestig/"))
     finally:
-        site.live.server.should_exit = True
-        site.live.thread.join(timeout=10)
+        site.live.stop()
     events = log_of(factory, "anna@example.com")
     assert [(e.event, e.client_ip) for e in events] == [
         (ConsentEventKind.REQUESTED, "127.0.0.0/24"),

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber
-from tests.support.cli import Cli, spawn
+from tests.support.cli import Cli, spawned
 from tests.support.databases import settings_from
 from tests.support.issue_files import queue_and_import
 from tests.support.readers import path_for
@@ -53,19 +53,19 @@ def test_sigkill_at_random_moments_then_resume_misses_nobody(
     try:
         for _ in range(3):
             before = len(handler.received)
-            process = spawn(run_env, "send", "--now", SUNDAY)
-            # Kill once the process is sending, at a random moment in its run.
-            deadline = time.monotonic() + 30
-            while len(handler.received) == before and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.05, 0.8))
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                kills += 1
-            process.wait(timeout=30)
-        final = spawn(run_env, "send", "--now", SUNDAY)
-        _out, err = final.communicate(timeout=120)
-        assert final.returncode == 0, err
+            with spawned(run_env, "send", "--now", SUNDAY) as process:
+                # Kill once the process is sending, at a random moment in its run.
+                deadline = time.monotonic() + 30
+                while len(handler.received) == before and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.05, 0.8))
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    kills += 1
+                process.communicate(timeout=30)
+        with spawned(run_env, "send", "--now", SUNDAY) as final:
+            _out, err = final.communicate(timeout=120)
+            assert final.returncode == 0, err
     finally:
         controller.stop()
     per_rcpt = received_per_rcpt(handler)
@@ -87,12 +87,12 @@ def test_sigterm_stops_a_worker_cleanly_and_releases_its_claims(
     cli("send", "--now", SUNDAY, code=1, NEWSLETTER_SMTP_URL=f"smtp://127.0.0.1:{port}")
     run_env = {**env, "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
     try:
-        worker = spawn(run_env, "worker", "--now", SUNDAY)
-        deadline = time.monotonic() + 30
-        while len(handler.received) < 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=30)
+        with spawned(run_env, "worker", "--now", SUNDAY) as worker:
+            deadline = time.monotonic() + 30
+            while len(handler.received) < 200 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=30)
     finally:
         controller.stop()
     assert worker.returncode == 0, err
@@ -112,20 +112,20 @@ def test_a_second_sqlite_sender_says_so(cli: Cli, env: dict[str, str], tmp_path:
     if not env["NEWSLETTER_DATABASE_URL"].startswith("sqlite"):
         pytest.skip("SQLite only: PostgreSQL runs any number of senders")
     prepare(cli, tmp_path, 1)
-    worker = spawn(env, "worker")
-    try:
-        database = make_url(env["NEWSLETTER_DATABASE_URL"]).database
-        assert database is not None
-        lock = Path(database + ".sender-lock")
-        deadline = time.monotonic() + 15
-        while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        result = cli("send", "--now", SUNDAY, code=1)
-        assert "another sender" in result.stderr
-        assert "one sending process at a time" in result.stderr
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.communicate(timeout=30)
+    with spawned(env, "worker") as worker:
+        try:
+            database = make_url(env["NEWSLETTER_DATABASE_URL"]).database
+            assert database is not None
+            lock = Path(database + ".sender-lock")
+            deadline = time.monotonic() + 15
+            while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            result = cli("send", "--now", SUNDAY, code=1)
+            assert "another sender" in result.stderr
+            assert "one sending process at a time" in result.stderr
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
 
 
 class GateHandler(RecordingHandler):
@@ -161,17 +161,17 @@ def test_an_address_unsubscribed_during_its_send_gets_nothing_more(
     settings = settings_from(env)
     leaving_address = addresses[4]
     try:
-        process = spawn(run_env, "send", "--now", SUNDAY)
-        assert handler.first_arrived.wait(20)
-        with factory() as session:
-            leaving = session.scalars(
-                select(Subscriber).where(Subscriber.email == leaving_address)
-            ).one()
-        response = httpx.post(live_app.url + path_for(settings, leaving))
-        assert response.status_code == 200
-        handler.gate.set()
-        _out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
+        with spawned(run_env, "send", "--now", SUNDAY) as process:
+            assert handler.first_arrived.wait(20)
+            with factory() as session:
+                leaving = session.scalars(
+                    select(Subscriber).where(Subscriber.email == leaving_address)
+                ).one()
+            response = httpx.post(live_app.url + path_for(settings, leaving))
+            assert response.status_code == 200
+            handler.gate.set()
+            _out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
     finally:
         handler.gate.set()
         controller.stop()
@@ -200,27 +200,29 @@ def test_two_postgresql_workers_share_an_edition_and_survive_a_killed_connection
     )
     env_a = {**env, **smtp, "NEWSLETTER_DATABASE_URL": url_a.render_as_string(hide_password=False)}
     try:
-        worker_a = spawn(env_a, "worker", "--now", SUNDAY)
-        worker_b = spawn({**env, **smtp}, "worker", "--now", SUNDAY)
-        deadline = time.monotonic() + 60
-        while len(handler.received) < 600 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with factory() as session:
-            killed = session.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'nl-worker-a'"
-                )
-            ).scalar()
-        assert killed and killed >= 1
-        while len(set(r.rcpt_tos[0] for r in handler.received)) < len(addresses):
-            if time.monotonic() > deadline + 60:
-                break
-            time.sleep(0.05)
-        for worker in (worker_a, worker_b):
-            worker.send_signal(signal.SIGTERM)
-        out_a, err_a = worker_a.communicate(timeout=60)
-        out_b, err_b = worker_b.communicate(timeout=60)
+        with (
+            spawned(env_a, "worker", "--now", SUNDAY) as worker_a,
+            spawned({**env, **smtp}, "worker", "--now", SUNDAY) as worker_b,
+        ):
+            deadline = time.monotonic() + 60
+            while len(handler.received) < 600 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with factory() as session:
+                killed = session.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'nl-worker-a'"
+                    )
+                ).scalar()
+            assert killed and killed >= 1
+            while len(set(r.rcpt_tos[0] for r in handler.received)) < len(addresses):
+                if time.monotonic() > deadline + 60:
+                    break
+                time.sleep(0.05)
+            for worker in (worker_a, worker_b):
+                worker.send_signal(signal.SIGTERM)
+            out_a, err_a = worker_a.communicate(timeout=60)
+            out_b, err_b = worker_b.communicate(timeout=60)
         # A rerun completes whatever is left (nothing, normally).
         cli("send", "--now", SUNDAY, env=smtp)
     finally:

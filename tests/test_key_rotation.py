@@ -33,8 +33,7 @@ def rotated(env: dict[str, str], engine: Engine, smtp_server: SmtpServer) -> Ite
     try:
         yield site
     finally:
-        site.live.server.should_exit = True
-        site.live.thread.join(timeout=10)
+        site.live.stop()
 
 
 def add(factory: sessionmaker[Session], email: str) -> Subscriber:

@@ -15,17 +15,19 @@ from tests.support.cli import Cli
 
 def test_every_revision_walks_down_and_up(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
-    config = alembic_config(engine)
-    revisions = list(ScriptDirectory.from_config(config).walk_revisions("base", "heads"))
-    upgrade(engine)
-    for revision in revisions:  # newest first
-        down = revision.down_revision
-        assert down is None or isinstance(down, str), "the history has no merges"
-        downgrade(engine, down or "base")
-    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-    for revision in reversed(revisions):
-        upgrade(engine, revision.revision)
-    engine.dispose()
+    try:
+        config = alembic_config(engine)
+        revisions = list(ScriptDirectory.from_config(config).walk_revisions("base", "heads"))
+        upgrade(engine)
+        for revision in revisions:  # newest first
+            down = revision.down_revision
+            assert down is None or isinstance(down, str), "the history has no merges"
+            downgrade(engine, down or "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        for revision in reversed(revisions):
+            upgrade(engine, revision.revision)
+    finally:
+        engine.dispose()
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:
@@ -47,7 +49,9 @@ def test_db_upgrade_then_commands_work(env: dict[str, str]) -> None:
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        engine.dispose()

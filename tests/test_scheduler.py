@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -16,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.scheduler import WEEKLY_JOB_ID, Jobs, build_scheduler
 from newsletter.settings import Settings
-from tests.support.cli import NEWSLETTER, Cli
+from tests.support.cli import Cli, spawned
 from tests.support.issue_files import queue_and_import
 from tests.support.relays import RecordingHandler, start_smtp
 
@@ -54,27 +52,25 @@ def test_two_schedulers_started_late_send_the_week_once(
     handler = RecordingHandler()
     controller = start_smtp(handler)
     run_env = {
-        **os.environ,
         **env,
         "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}",
         "NEWSLETTER_TIMEZONE": "UTC",
         # The scheduler was down when this fired, 5 minutes ago: well within the grace.
         "NEWSLETTER_SCHEDULE": schedule_minutes_ago(5),
     }
-    schedulers = [
-        subprocess.Popen([NEWSLETTER, "scheduler"], env=run_env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while len(handler.received) < len(addresses) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2)  # room for a second send, had there been one
+        with spawned(run_env, "scheduler") as first, spawned(run_env, "scheduler") as second:
+            schedulers = [first, second]
+            try:
+                deadline = time.monotonic() + 60
+                while len(handler.received) < len(addresses) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(2)  # room for a second send, had there been one
+            finally:
+                for process in schedulers:
+                    process.send_signal(signal.SIGTERM)
+                outputs = [process.communicate(timeout=30) for process in schedulers]
     finally:
-        for process in schedulers:
-            process.send_signal(signal.SIGTERM)
-        outputs = [process.communicate(timeout=30) for process in schedulers]
         controller.stop()
     per_rcpt = Counter(r.rcpt_tos[0] for r in handler.received)
     assert set(per_rcpt) == set(addresses), outputs

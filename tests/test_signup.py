@@ -178,8 +178,7 @@ def test_a_client_is_limited_per_hour(
         assert subscriber(factory, "c@example.com") is None
         site.wait_for_mail(2)
     finally:
-        site.live.server.should_exit = True
-        site.live.thread.join(timeout=10)
+        site.live.stop()
 
 
 def test_the_honeypot_gets_the_same_page_and_nothing_else(
@@ -352,8 +351,7 @@ def test_an_absent_relay_changes_nothing_on_the_page(
         found = subscriber(factory, "anna@example.com")
         assert found is not None and found.status is SubscriberStatus.PENDING
     finally:
-        site.live.server.should_exit = True
-        site.live.thread.join(timeout=10)
+        site.live.stop()
 
 
 def test_the_outbox_takes_the_mail_when_there_is_no_relay(
@@ -377,8 +375,7 @@ def test_the_outbox_takes_the_mail_when_there_is_no_relay(
         [eml] = list(outbox.glob("*.eml"))
         assert b"/bevestig/" in eml.read_bytes()
     finally:
-        live.server.should_exit = True
-        live.thread.join(timeout=10)
+        live.stop()
 
 
 # --- bodies, methods, headers -----------------------------------------------------------------

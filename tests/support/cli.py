@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +43,13 @@ class Cli:
         return result
 
 
-def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`newsletter …` as a process of its own, in its own process group, output piped."""
-    return subprocess.Popen(
+@contextmanager
+def spawned(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`newsletter …` as a process of its own, in its own process group, output piped.
+
+    Afterwards it is killed if still running, reaped, and its pipes are closed, pass or fail.
+    """
+    process = subprocess.Popen(
         [NEWSLETTER, *args],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -51,3 +57,10 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,  # its own process group, killed whole like a dying machine
     )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()  # reaps it and closes the pipes

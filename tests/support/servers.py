@@ -19,9 +19,17 @@ from tests.support.relays import Received, SmtpServer, free_port
 
 @dataclass
 class LiveServer:
+    """The app served by uvicorn in a thread of its own, at `url`."""
+
     url: str
     server: uvicorn.Server
     thread: threading.Thread
+
+    def stop(self) -> None:
+        """Stop serving and wait until uvicorn has closed its sockets."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 def serve_app(app: Any, port: int | None = None) -> LiveServer:
