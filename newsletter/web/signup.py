@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -32,6 +33,7 @@ def _form_page(
     name: str = "",
     error: str | None = None,
     status: int = 200,
+    **extra: Any,
 ) -> Response:
     here = site(request)
     nonce = guards.csrf_nonce(request)
@@ -47,16 +49,18 @@ def _form_page(
         csrf_token=guards.csrf_token(here.keys, nonce, here.now()),
         honeypot=HONEYPOT,
         action_url=links.SIGNUP,
+        **extra,
     )
     secure = here.settings.base_url.startswith("https://")
     guards.set_csrf_cookie(response, nonce, links.SIGNUP, secure=secure)
     return response
 
 
-async def show_form(request: Request) -> Response:
-    """The form; the embeddable snippet sends its visitors here with ?email=…."""
+async def show_form(request: Request, **extra: Any) -> Response:
+    """The form; the embeddable snippet sends its visitors here with ?email=…; `extra` for /."""
     query = request.query_params
-    return _form_page(request, email=_field(query.get("email")), name=_field(query.get("name")))
+    email, name = _field(query.get("email")), _field(query.get("name"))
+    return _form_page(request, email=email, name=name, **extra)
 
 
 async def sign_up(request: Request) -> Response:
