@@ -13,7 +13,7 @@ from newsletter import links
 from newsletter.readers import addresses, consent, signup
 from newsletter.storage.db import transaction
 from newsletter.storage.models import SubscriberStatus
-from newsletter.web import guards
+from newsletter.web import guards, welcome
 from newsletter.web.pages import in_thread, ip_for_log, page, problem, site
 
 log = logging.getLogger(__name__)
@@ -131,15 +131,17 @@ async def confirm(request: Request) -> Response:
     token = request.path_params["token"]
     client_ip = ip_for_log(request)
 
-    def act() -> bool | None:
+    def act() -> tuple[bool, welcome.Welcome | None] | None:
         with transaction(here.factory) as session:
             now = here.now()
             found = signup.find_for_confirmation(session, here.keys, token, now)
             if found is None:
                 return None
-            return signup.confirm(session, here.keys, found, now, client_ip=client_ip)
+            changed = signup.confirm(session, here.keys, found, now, client_ip=client_ip)
+            return changed, welcome.claim(session, here, found, now) if changed else None
 
-    changed = await in_thread(act)
-    if changed is None:
+    done = await in_thread(act)
+    if done is None:
         return problem(request, "confirm_link", 404)
-    return page(request, "web/confirmed.html", next_letter=here.next_letter())
+    response = page(request, "web/confirmed.html", next_letter=here.next_letter())
+    return welcome.send_after(response, here, done[1])
