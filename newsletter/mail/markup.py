@@ -2,7 +2,7 @@
 
 CommonMark with raw HTML off (shown as text, never run) and `breaks` on: a line break the author
 types is kept, so a poem keeps its lines. The letter's subject is its `h1`, so the author's
-headings move one level down. Images go through `images.Images`: absolute links, at most the
+headings move down below it. Images go through `images.Images`: absolute links, at most the
 column's width, with width and height for Outlook.
 """
 
@@ -29,7 +29,7 @@ def _heading(
     renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
     token = tokens[idx]
-    level = min(int(token.tag[1]) + 1, 6)
+    level = min(int(token.tag[1]) + env.get("heading_shift", 1), 6)
     return f"<h{level}>" if token.nesting == 1 else f"</h{level}>\n"
 
 
@@ -52,9 +52,17 @@ parser.add_render_rule("image", _image)
 
 
 def to_html(body: str, images: Images | None) -> Markup:
-    """The author's Markdown as HTML; raw HTML in it is shown as text, never run."""
+    """The author's Markdown as HTML; raw HTML in it is shown as text, never run.
+
+    The author's highest heading becomes an `h2` (under the subject's `h1`), the rest follow it,
+    so a screen reader finds no level skipped whether the author started at `#` or at `##`.
+    """
     env: dict[str, Any] = {"images": images}
-    return Markup(parser.render(body, env))  # noqa: S704 - markdown-it escapes, html is off
+    tokens = parser.parse(body, env)
+    levels = [int(t.tag[1]) for t in tokens if t.type == "heading_open"]
+    env["heading_shift"] = 2 - min(levels, default=1)
+    html = parser.renderer.render(tokens, parser.options, env)
+    return Markup(html)  # noqa: S704 - markdown-it escapes, html is off
 
 
 @dataclass(frozen=True)

@@ -210,9 +210,10 @@ def parse_issue(path: Path, themes: Sequence[str], images: Path | None = None) -
 
     `images` is the folder local images must be in (default: beelden/ beside the file).
     """
-    front, meta, body = _split(path, _read_text(path))
+    text = _read_text(path)
+    front, meta, body = _split(path, text)
     values, problems = _check_fields(path, front, meta, themes)
-    problems.extend(_image_problems(path, front, body, images or path.parent / FOLDER))
+    problems.extend(_image_problems(path, text, body, images or path.parent / FOLDER))
     body = body.strip("\n")
     if not body.strip():
         body_line = len(front.splitlines()) + 2
@@ -231,13 +232,15 @@ def parse_issue(path: Path, themes: Sequence[str], images: Path | None = None) -
     )
 
 
-def _image_problems(path: Path, front: str, raw_body: str, folder: Path) -> list[Problem]:
+def _image_problems(path: Path, text: str, raw_body: str, folder: Path) -> list[Problem]:
     """Every image needs a description and an https:// address or a file in `folder`."""
-    first = len(front.splitlines()) + 2  # the file line of the body's first line
-    lines = raw_body.split("\n")
+    body = raw_body.strip("\n")
+    first = text.rstrip("\n").rfind(body) if body else -1
+    first_line = text.count("\n", 0, first) + 1  # the file line of the body's first line
+    lines = body.split("\n")
     problems: list[Problem] = []
-    for ref in image_refs(raw_body):
-        line = _image_line(lines, ref.lines, ref.src) + first if ref.lines else None
+    for ref in image_refs(body):
+        line = _image_line(lines, ref.lines, ref.src) + first_line if ref.lines else None
         if not ref.alt.strip():
             what = "an image without a description: write what it shows, ![zo](…)"
             problems.append(Problem(path, line, "body", f"{what} ({ref.src})"))
