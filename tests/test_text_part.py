@@ -230,7 +230,7 @@ def message_for(body: str, settings: Settings) -> EmailMessage:
 def unbreakable(line: str) -> bool:
     """A line longer than 72 holds one word that is longer itself (after a list mark)."""
     words = line.split()
-    return len(words) == 1 or (len(words) == 2 and re.fullmatch(r"-|\d+\.|\[\d+\]", words[0]))
+    return len(words) == 1 or (len(words) == 2 and bool(re.fullmatch(r"-|\d+\.|\[\d+\]", words[0])))
 
 
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
