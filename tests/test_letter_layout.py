@@ -106,3 +106,11 @@ def test_a_wide_image_fits_the_letter_on_a_phone_and_a_desktop(
             fits(found, width)
             assert page.locator("h1").inner_text() == "Een open hand"
             assert page.get_by_role("heading", name="Vraag voor deze week").is_visible()
+
+            # The archive and the home page, kept to be looked at; no CSP complaint on any.
+            page.goto(f"{site.url}/archief")
+            assert page.locator(".letter-title").inner_text() == "Een open hand"
+            shoot(page, "archive", size)
+            page.goto(f"{site.url}/")
+            assert page.get_by_role("link", name="Een open hand").is_visible()
+            shoot(page, "home", size)
