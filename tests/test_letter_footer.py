@@ -19,7 +19,7 @@ DEFAULT_FROM = "Wekelijks moment van rust <nieuwsbrief@example.org>"
 def send_one(cli: Cli, tmp_path: Path, smtp: SmtpServer, **env: str) -> Received:
     cli("issues", "queue", str(write_issue(tmp_path / "issues", "een")))
     cli("subscribers", "add", "anna@example.com", "--name", "Anna")
-    cli("send", "--now", "2025-11-02T07:00", NEWSLETTER_SMTP_URL=smtp.url, **env)
+    cli("send", "--now", "2025-11-02T07:00", env={"NEWSLETTER_SMTP_URL": smtp.url, **env})
     (item,) = smtp.received
     return item
 
