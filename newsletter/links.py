@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import quote
 
 from newsletter.tokens import InvalidToken, sign, verify
 
@@ -30,11 +31,38 @@ RESUME = "/hervatten/{token}"  # Purpose.UNSUBSCRIBE
 COME_BACK = "/terugkomen/{token}"  # Purpose.UNSUBSCRIBE
 HEALTH = "/healthz"
 STATIC = "/static"
+IMAGES = "/beelden"  # the issues folder's beelden/, published for the letters' images
+# The archive: public, and nothing personal in it (no token).
+HOME = "/"
+ARCHIVE = "/archief"
+ARCHIVE_FEED = "/archief/feed.xml"
+ARCHIVE_THEME = "/archief/thema/{theme}"
+ARCHIVE_LETTER = "/archief/{slug}"  # the issue's slug (its file name without .md)
 
 
 def path(route: str, token: str) -> str:
     """A route with its token filled in, e.g. path(PAUSE, t) == '/pauzeren/<t>'."""
     return route.replace("{token}", token)
+
+
+def letter_path(slug: str) -> str:
+    """The archive page of the letter made from issue `slug`."""
+    return ARCHIVE_LETTER.replace("{slug}", quote(slug, safe=""))
+
+
+def theme_path(theme: str) -> str:
+    """The archive page of one theme's letters."""
+    return ARCHIVE_THEME.replace("{theme}", quote(theme, safe=""))
+
+
+def letter_url(base_url: str, slug: str) -> str:
+    """The absolute address of a letter online ("Lees deze brief online")."""
+    return base_url + letter_path(slug)
+
+
+def archive_url(base_url: str) -> str:
+    """The absolute address of the archive (the List-Archive header)."""
+    return base_url + ARCHIVE
 
 
 def unsubscribe_url(base_url: str, keys: Sequence[bytes], token_id: str) -> str:

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     list_name: str = "Wekelijks moment van rust"
     list_id: str | None = None
     postal_address: str = ""
+    author_name: str = ""  # who signs the letter; empty: the sender's name
     issues_dir: Path = Path("issues")
     themes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["loslaten", "vasthouden", "zachtheid"]
@@ -108,6 +109,9 @@ class Settings(BaseSettings):
     signup_client_hourly_limit: int = Field(5, ge=1)
     consent_log_ip: bool = False
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    # The letter on the web (the archive and its feed) and the welcome after confirming.
+    archive: bool = True
+    welcome: bool = True
 
     @field_validator("database_url")
     @classmethod

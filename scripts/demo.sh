@@ -42,6 +42,7 @@ Try the one-click unsubscribe:
   NEWSLETTER_DEMO=1 NEWSLETTER_DATABASE_URL=sqlite:///demo/newsletter.db $NEWSLETTER serve
   then open the List-Unsubscribe address of a message (grep List-Unsubscribe "$first"),
   replacing http://localhost:8000 if you changed NEWSLETTER_BASE_URL.
-  The sign-up form is at http://localhost:8000/aanmelden (its confirmation mail lands in
-  demo/outbox/ too).
+  The sign-up form is at http://localhost:8000/ (its confirmation mail and the welcome after
+  it land in demo/outbox/ too); this week's letter is online at http://localhost:8000/archief,
+  with its feed at http://localhost:8000/archief/feed.xml.
 MSG

@@ -8,10 +8,21 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from newsletter import links
 from newsletter.cli._runtime import Runtime, console, local, parse_now, pass_runtime
-from newsletter.mail.rendering import IssueContent, Markers, greeting, personalise, render_edition
+from newsletter.mail.images import FOLDER
+from newsletter.mail.rendering import (
+    IssueContent,
+    Markers,
+    RenderedEdition,
+    greeting,
+    personalise,
+    render_edition,
+)
 from newsletter.publishing import issue_files, planning
 from newsletter.storage.db import transaction
+
+HEAVY_HTML = 80 * 1024  # bytes of compiled HTML above which `issues check` warns
 
 
 @click.group()
@@ -28,13 +39,42 @@ def _checked(rt: Runtime, paths: tuple[Path, ...]) -> list[issue_files.IssueDraf
     files = issue_files.collect_paths(paths, rt.settings.issues_dir)
     if not files:
         raise click.ClickException(f"no issue files found in {rt.settings.issues_dir}")
-    drafts, problems = issue_files.check_files(files, rt.settings.themes)
+    images = rt.settings.issues_dir / FOLDER
+    drafts, problems = issue_files.check_files(files, rt.settings.themes, images)
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:
         bad = len({p.path for p in problems})
         raise click.ClickException(f"{bad} of {len(files)} issue files have errors")
+    for draft in drafts:
+        _warn_if_heavy(rt, draft)
     return drafts
+
+
+def _warn_if_heavy(rt: Runtime, draft: issue_files.IssueDraft) -> None:
+    """Gmail clips a letter's HTML at about 102 KB, and the footer (the unsubscribe) goes first."""
+    size = len(_render(rt, draft, "check").html.encode("utf-8"))
+    if size > HEAVY_HTML:
+        click.echo(
+            f"{draft.path}: warning: the letter's HTML is {size / 1024:.0f} KB; above "
+            f"{HEAVY_HTML // 1024} KB Gmail may cut it off (at about 102 KB), footer and "
+            "unsubscribe link first: shorten the text or use fewer images",
+            err=True,
+        )
+
+
+def _render(rt: Runtime, draft: issue_files.IssueDraft, seed: str) -> RenderedEdition:
+    """The letter as it would go out at the next scheduled time."""
+    next_time = planning.next_times(rt.settings, datetime.now(UTC), 1)
+    return render_edition(
+        IssueContent(draft.subject, draft.theme, draft.question, draft.preheader, draft.body),
+        rt.settings,
+        seed=seed,
+        send_at=next_time[0] if next_time else datetime.now(UTC),
+        letter_url=links.letter_url(rt.settings.base_url, draft.slug)
+        if rt.settings.archive
+        else None,
+    )
 
 
 @issues.command("check")
@@ -118,13 +158,7 @@ def issues_preview(
     """Write the email as a subscriber will see it, as an HTML file to open in a browser."""
     (draft,) = _checked(rt, (path,))
     seed = "preview"
-    plan_now = planning.next_times(rt.settings, datetime.now(UTC), 1)
-    rendered = render_edition(
-        IssueContent(draft.subject, draft.theme, draft.question, draft.preheader, draft.body),
-        rt.settings,
-        seed=seed,
-        send_at=plan_now[0] if plan_now else datetime.now(UTC),
-    )
+    rendered = _render(rt, draft, seed)
     markers = Markers.for_seed(seed)
     url = f"{rt.settings.base_url}/afmelden/voorbeeld"
     hello = greeting(name)

@@ -78,6 +78,9 @@ class Shared:
                         html=edition.html,
                         text=edition.text,
                         seed=edition.message_id_seed,
+                        archive_url=links.archive_url(self.settings.base_url)
+                        if self.settings.archive
+                        else None,
                     )
                 self.messages[edition_id] = message
             return message

@@ -14,12 +14,14 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from urllib.parse import quote
 
 from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # what stays as it is when a URL is made ASCII for a header
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class EditionMessage:
         html: str,
         text: str,
         seed: str,
+        archive_url: str | None = None,
     ) -> None:
         markers = Markers.for_seed(seed)
         self.seed = seed
@@ -99,6 +102,10 @@ class EditionMessage:
                 Auto_Submitted="auto-generated",
                 MIME_Version="1.0",
             )
+            # RFC 2369: unencoded and unfolded, like List-Unsubscribe; the same for every reader.
+            + (
+                f"List-Archive: <{quote(archive_url, safe=URL_SAFE)}>\r\n" if archive_url else ""
+            ).encode()
             + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
         )
         part_head = (

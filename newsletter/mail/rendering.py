@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
-from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from newsletter.mail import markup, plaintext
+from newsletter.mail.images import FOLDER, Images
 from newsletter.resources import resource_dir
 from newsletter.settings import Settings
 
@@ -50,14 +52,26 @@ def environment(templates: Path | None = None) -> Environment:
 
 
 def house_context(settings: Settings) -> dict[str, str]:
-    """What every template may say about the list and its sender."""
+    """What every template may say about the list, its sender and its author.
+
+    `sender_is_list` is "yes" when the sender's name is the list's name, so a text can say it
+    once instead of twice.
+    """
     sender = settings.sender
+    sender_name = sender.display_name or settings.list_name
     return {
         "list_name": settings.list_name,
-        "sender_name": sender.display_name or settings.list_name,
+        "sender_name": sender_name,
+        "sender_is_list": "yes" if sender_name == settings.list_name else "",
+        "author_name": settings.author_name or sender_name,
         "sender_email": sender.addr_spec,
         "postal_address": settings.postal_address,
     }
+
+
+def images(settings: Settings) -> Images:
+    """The images of this installation: `beelden/` in the issues folder, published at /beelden/."""
+    return Images(settings.base_url, settings.issues_dir / FOLDER)
 
 
 def compile_mjml(source: str, what: str) -> str:
@@ -73,12 +87,9 @@ def dutch_date(moment: datetime) -> str:
     return f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
 
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-
-
-def markdown_to_html(body: str) -> Markup:
-    """The author's Markdown as HTML; raw HTML in it is shown as text, never run."""
-    return Markup(_markdown.render(body))  # noqa: S704 - markdown-it escapes, html is off
+def markdown_to_html(body: str, settings: Settings) -> Markup:
+    """The author's Markdown as HTML, images resolved; raw HTML in it is shown as text."""
+    return markup.to_html(body, images(settings))
 
 
 @dataclass(frozen=True)
@@ -111,12 +122,9 @@ class RenderedEdition:
     text: str
 
 
-def render_edition(
-    content: IssueContent, settings: Settings, *, seed: str, send_at: datetime
-) -> RenderedEdition:
-    """Render and compile the email once, with markers where each recipient's parts go."""
-    markers = Markers.for_seed(seed)
-    context = {
+def letter_context(content: IssueContent, settings: Settings, send_at: datetime) -> dict[str, Any]:
+    """What the email and its web page both say about one letter."""
+    return {
         **house_context(settings),
         "subject": content.subject,
         "preheader": content.preheader or content.question,
@@ -124,15 +132,41 @@ def render_edition(
         "theme": content.theme,
         "theme_label": content.theme.capitalize(),
         "question": content.question,
+    }
+
+
+def render_edition(
+    content: IssueContent,
+    settings: Settings,
+    *,
+    seed: str,
+    send_at: datetime,
+    letter_url: str | None = None,
+) -> RenderedEdition:
+    """Render and compile the email once, with markers where each recipient's parts go.
+
+    `letter_url` is the letter's page online ("Lees deze brief online"), None without archive.
+    """
+    markers = Markers.for_seed(seed)
+    context = {
+        **letter_context(content, settings, send_at),
         "greeting": markers.greeting,
         "unsubscribe_url": markers.unsubscribe_url,
+        "letter_url": letter_url or "",
     }
     env = environment()
     mjml_source = env.get_template("email/newsletter.mjml.j2").render(
-        body_html=markdown_to_html(content.body), **context
+        body_html=markdown_to_html(content.body, settings), **context
     )
     html = compile_mjml(mjml_source, "newsletter")
-    text = env.get_template("email/newsletter.txt.j2").render(body_text=content.body, **context)
+    text_body = plaintext.to_text(content.body)
+    text = env.get_template("email/newsletter.txt.j2").render(
+        body_text=text_body.body,
+        links=text_body.links,
+        subject_lines=plaintext.wrap(content.subject),
+        question_lines=plaintext.wrap(content.question, plaintext.WIDTH, "    "),
+        **context,
+    )
     return RenderedEdition(subject=content.subject, html=html, text=text)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter import links
 from newsletter.mail.rendering import IssueContent, render_edition
 from newsletter.publishing import planning
 from newsletter.settings import Settings
@@ -95,6 +96,7 @@ def _create_edition(
         settings,
         seed=seed,
         send_at=scheduled_at,
+        letter_url=links.letter_url(settings.base_url, issue.slug) if settings.archive else None,
     )
     edition = Edition(
         scheduled_at=scheduled_at,

@@ -10,12 +10,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.mail.images import FOLDER, ImageError, check_source
+from newsletter.mail.markup import image_refs
 from newsletter.storage.models import Issue, IssueStatus
 
 REQUIRED = ("theme", "subject", "question")
@@ -202,10 +205,15 @@ def _check_fields(
     return values, problems
 
 
-def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
-    """Read and check one issue file; raise IssueFileError listing every problem found."""
-    front, meta, body = _split(path, _read_text(path))
+def parse_issue(path: Path, themes: Sequence[str], images: Path | None = None) -> IssueDraft:
+    """Read and check one issue file; raise IssueFileError listing every problem found.
+
+    `images` is the folder local images must be in (default: beelden/ beside the file).
+    """
+    text = _read_text(path)
+    front, meta, body = _split(path, text)
     values, problems = _check_fields(path, front, meta, themes)
+    problems.extend(_image_problems(path, text, body, images or path.parent / FOLDER))
     body = body.strip("\n")
     if not body.strip():
         body_line = len(front.splitlines()) + 2
@@ -224,8 +232,36 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
     )
 
 
+def _image_problems(path: Path, text: str, raw_body: str, folder: Path) -> list[Problem]:
+    """Every image needs a description and an https:// address or a file in `folder`."""
+    body = raw_body.strip("\n")
+    first = text.rstrip("\n").rfind(body) if body else -1
+    first_line = text.count("\n", 0, first) + 1  # the file line of the body's first line
+    lines = body.split("\n")
+    problems: list[Problem] = []
+    for ref in image_refs(body):
+        line = _image_line(lines, ref.lines, ref.src) + first_line if ref.lines else None
+        if not ref.alt.strip():
+            what = "an image without a description: write what it shows, ![zo](…)"
+            problems.append(Problem(path, line, "body", f"{what} ({ref.src})"))
+        try:
+            check_source(ref.src, folder)
+        except ImageError as exc:
+            problems.append(Problem(path, line, "body", f"image {exc}"))
+    return problems
+
+
+def _image_line(lines: list[str], block: tuple[int, int], src: str) -> int:
+    """The body line (from 0) the image is written on: in its block, the one naming its src."""
+    start, end = block
+    for number in range(start, min(end, len(lines))):
+        if src in lines[number] or unquote(src) in lines[number]:
+            return number
+    return start
+
+
 def check_files(
-    paths: Sequence[Path], themes: Sequence[str]
+    paths: Sequence[Path], themes: Sequence[str], images: Path | None = None
 ) -> tuple[list[IssueDraft], list[Problem]]:
     """Parse every file; return the good drafts and every problem of the bad ones."""
     drafts: list[IssueDraft] = []
@@ -233,7 +269,7 @@ def check_files(
     seen: dict[str, Path] = {}
     for path in paths:
         try:
-            draft = parse_issue(path, themes)
+            draft = parse_issue(path, themes, images)
         except IssueFileError as exc:
             problems.extend(exc.problems)
             continue

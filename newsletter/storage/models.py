@@ -127,6 +127,8 @@ class Subscriber(Base):
     # The last confirmation mail and how many went out unanswered: limits mail to one address.
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     confirm_sends: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    # When the welcome after confirming was claimed: one per reader, ever (readers/welcome.py).
+    welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         CheckConstraint(

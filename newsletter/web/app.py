@@ -14,10 +14,11 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
 from newsletter import links
+from newsletter.mail.images import FOLDER
 from newsletter.resources import resource_dir
 from newsletter.settings import Settings
 from newsletter.storage.db import check_migrations, make_engine, session_factory
-from newsletter.web import preferences, signup
+from newsletter.web import archive, preferences, signup
 from newsletter.web.guards import BodyLimit, SecurityHeaders
 from newsletter.web.pages import Site, in_thread, problem
 
@@ -66,6 +67,12 @@ ROUTES = [
     Route(links.CONFIRM, signup.confirm_page, methods=READ),
     Route(links.CONFIRM, signup.confirm, methods=WRITE),
     Route(links.HEALTH, healthz, methods=READ),
+    # The public side (web/archive.py); the feed before the letters, whose slug could be anything.
+    Route(links.HOME, archive.home, methods=READ),
+    Route(links.ARCHIVE, archive.index, methods=READ),
+    Route(links.ARCHIVE_FEED, archive.feed, methods=READ),
+    Route(links.ARCHIVE_THEME, archive.theme_page, methods=READ),
+    Route(links.ARCHIVE_LETTER, archive.letter_page, methods=READ),
 ]
 
 
@@ -74,10 +81,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     engine = engine or make_engine(settings.database_url)
     check_migrations(engine)
     templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    images = settings.issues_dir / FOLDER  # published even without the archive: letters use them
     app = Starlette(
         routes=[
             *ROUTES,
             Mount(links.STATIC, StaticFiles(directory=str(resource_dir("static"))), name="static"),
+            Mount(links.IMAGES, archive.Images(directory=images, check_dir=False), name="images"),
         ],
         middleware=[
             Middleware(SecurityHeaders),

@@ -75,6 +75,7 @@ async def preferences_page(request: Request) -> Response:
         pause_weeks=PAUSE_CHOICES,
         via_field=VIA_FIELD,
         via_page=VIA_PAGE,
+        pause_first="pauzeren" in request.query_params,  # the letter's pause link
         **_urls(request),
     )
 

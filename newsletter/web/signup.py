@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -12,7 +13,7 @@ from newsletter import links
 from newsletter.readers import addresses, consent, signup
 from newsletter.storage.db import transaction
 from newsletter.storage.models import SubscriberStatus
-from newsletter.web import guards
+from newsletter.web import guards, welcome
 from newsletter.web.pages import in_thread, ip_for_log, page, problem, site
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def _form_page(
     name: str = "",
     error: str | None = None,
     status: int = 200,
+    **extra: Any,
 ) -> Response:
     here = site(request)
     nonce = guards.csrf_nonce(request)
@@ -47,16 +49,18 @@ def _form_page(
         csrf_token=guards.csrf_token(here.keys, nonce, here.now()),
         honeypot=HONEYPOT,
         action_url=links.SIGNUP,
+        **extra,
     )
     secure = here.settings.base_url.startswith("https://")
     guards.set_csrf_cookie(response, nonce, links.SIGNUP, secure=secure)
     return response
 
 
-async def show_form(request: Request) -> Response:
-    """The form; the embeddable snippet sends its visitors here with ?email=…."""
+async def show_form(request: Request, **extra: Any) -> Response:
+    """The form; the embeddable snippet sends its visitors here with ?email=…; `extra` for /."""
     query = request.query_params
-    return _form_page(request, email=_field(query.get("email")), name=_field(query.get("name")))
+    email, name = _field(query.get("email")), _field(query.get("name"))
+    return _form_page(request, email=email, name=name, **extra)
 
 
 async def sign_up(request: Request) -> Response:
@@ -127,15 +131,17 @@ async def confirm(request: Request) -> Response:
     token = request.path_params["token"]
     client_ip = ip_for_log(request)
 
-    def act() -> bool | None:
+    def act() -> tuple[bool, welcome.Welcome | None] | None:
         with transaction(here.factory) as session:
             now = here.now()
             found = signup.find_for_confirmation(session, here.keys, token, now)
             if found is None:
                 return None
-            return signup.confirm(session, here.keys, found, now, client_ip=client_ip)
+            changed = signup.confirm(session, here.keys, found, now, client_ip=client_ip)
+            return changed, welcome.claim(session, here, found, now) if changed else None
 
-    changed = await in_thread(act)
-    if changed is None:
+    done = await in_thread(act)
+    if done is None:
         return problem(request, "confirm_link", 404)
-    return page(request, "web/confirmed.html", next_letter=here.next_letter())
+    response = page(request, "web/confirmed.html", next_letter=here.next_letter())
+    return welcome.send_after(response, here, done[1])
