@@ -230,8 +230,12 @@ def resume(
 
 
 def put_on_list(subscriber: Subscriber, now: datetime, *, source: str, version: str | None) -> None:
-    """Subscribed from now on, confirmed now, under this consent text (not an operator's basis)."""
+    """Subscribed from now on, confirmed now, under this consent text (not an operator's basis).
+
+    An open sign-up is closed: its confirmation link will not work again.
+    """
     subscriber.status = SubscriberStatus.SUBSCRIBED
+    subscriber.confirm_nonce = None
     subscriber.subscribed_at = now
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
@@ -314,7 +318,7 @@ def restore_bounced(session: Session, among: Select[int], now: datetime) -> int:
     result = session.execute(
         update(Subscriber)
         .where(bounced)
-        .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None)
+        .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None, confirm_nonce=None)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
