@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     signup_client_hourly_limit: int = Field(5, ge=1)
     consent_log_ip: bool = False
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    # `serve`'s access log: off, as the consent text promises no click log; when on, paths
+    # without tokens and client addresses shortened (newsletter/web/logs.py).
+    access_log: bool = False
 
     @field_validator("database_url")
     @classmethod
