@@ -75,7 +75,9 @@ def db_copy(rt: Runtime, to_url: str) -> None:
         copied = copying.copy(
             rt.engine,
             target,
-            on_table=lambda done: click.echo(f"  {done.table}: {done.rows:,} rows"),
+            on_table=lambda done: click.echo(
+                f"  {done.table}: {done.rows:,} row{'s' if done.rows != 1 else ''}"
+            ),
         )
     except copying.CopyError as exc:
         raise click.ClickException(str(exc)) from None
