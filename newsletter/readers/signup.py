@@ -90,9 +90,10 @@ def admit(
     session.flush()
 
 
-def confirm_url(settings: Settings, keys: Sequence[bytes], token_id: str, now: datetime) -> str:
+def confirm_url(settings: Settings, keys: Sequence[bytes], nonce: str, now: datetime) -> str:
+    """The link for the open sign-up with this nonce, valid NEWSLETTER_CONFIRM_EXPIRY_DAYS."""
     expires = now + timedelta(days=settings.confirm_expiry_days)
-    return links.confirm_url(settings.base_url, keys, token_id, expires)
+    return links.confirm_url(settings.base_url, keys, nonce, expires)
 
 
 def _may_mail(session: Session, subscriber: Subscriber, settings: Settings, now: datetime) -> bool:
