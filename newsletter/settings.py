@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # The letter on the web (the archive and its feed) and the welcome after confirming.
     archive: bool = True
     welcome: bool = True
+    # `serve`'s access log: off, as the consent text promises no click log; when on, paths
+    # without tokens and client addresses shortened (newsletter/web/logs.py).
+    access_log: bool = False
 
     @field_validator("database_url")
     @classmethod

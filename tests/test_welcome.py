@@ -57,9 +57,9 @@ def test_the_welcome_arrives_once_after_a_confirmation_in_the_browser(
         page.get_by_role("button", name="Ja, ik meld me aan").click()
         expect(page.locator("h1")).to_have_text("Welkom")
         welcome = site.wait_for_mail(2)[1]
-        # Back to the link: she is in already; the button's POST sent once more welcomes no one.
+        # Back to the link: it was used; the button's POST sent once more welcomes no one.
         page.go_back()
-        expect(page.locator("h1")).to_have_text("Je bent al aangemeld")
+        expect(page.locator("h1")).to_have_text("Deze link is al gebruikt")
         assert page.request.post(confirm_url).status == 200
 
     assert welcome.rcpt_tos == ["lotte@example.com"]

@@ -22,6 +22,7 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     import uvicorn
 
     from newsletter.web.app import create_app
+    from newsletter.web.logs import install_access_log
 
     rt.require_secret_key()
     try:
@@ -29,7 +30,19 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     except PendingMigrationsError as exc:
         raise click.ClickException(str(exc)) from None
     log.info("serving on http://%s:%d (public address %s)", host, port, rt.settings.base_url)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    # No token and no whole client address in any line (newsletter/web/logs.py); the access
+    # log only when NEWSLETTER_ACCESS_LOG is on.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        access_log=rt.settings.access_log,
+        server_header=False,
+    )
+    install_access_log()
+    uvicorn.Server(config).run()
 
 
 @click.command()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 from rich.table import Table
 from sqlalchemy import select
 
 from newsletter.cli._runtime import Runtime, console, pass_runtime
-from newsletter.readers import addresses, privacy, subscriptions
+from newsletter.cli._terminal import TerminalWriter, cell, json_text, printable
+from newsletter.readers import addresses, csv_format, importing, privacy, subscriptions
 from newsletter.storage.db import transaction
 from newsletter.storage.models import Subscriber, SubscriberStatus
 
@@ -63,18 +63,25 @@ def subscribers_add(rt: Runtime, email: str, name: str | None, basis: str | None
         subscriptions.AlreadySubscribed,
         subscriptions.Suppressed,
     ) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(printable(str(exc))) from None
     _no_basis_note(basis)
-    click.echo(f"Added {subscriber.email}.")
+    click.echo(f"Added {printable(subscriber.email)}.")
 
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--consent", "basis", default=None, help=CONSENT_HELP)
+@click.option(
+    "--keep-status",
+    is_flag=True,
+    help="Import rows that are not 'subscribed' (left, bounced, unconfirmed) as they are; "
+    "without it they are refused. Nobody the file says left is put on the list.",
+)
 @pass_runtime
-def subscribers_import(rt: Runtime, csv_file: Path, basis: str | None) -> None:
-    """Import a CSV with an 'email' column and an optional 'name' column; bad rows are skipped.
+def subscribers_import(rt: Runtime, csv_file: Path, basis: str | None, keep_status: bool) -> None:
+    """Import a CSV: an 'email' column, optional 'name'; or a file from `subscribers export`.
 
+    Every row keeps the status the file gives it; bad rows are reported by line and skipped.
     Every imported reader gets the --consent basis in the consent log. Addresses erased on
     request (`subscribers forget`) are skipped: only their owner can sign up again.
     """
@@ -82,27 +89,37 @@ def subscribers_import(rt: Runtime, csv_file: Path, basis: str | None) -> None:
     factory = rt.factory()
     try:
         with transaction(factory) as session:
-            report = subscriptions.import_csv(
-                session, csv_file, datetime.now(UTC), basis=basis, keys=keys
+            report = importing.import_csv(
+                session,
+                csv_file,
+                datetime.now(UTC),
+                basis=basis,
+                keys=keys,
+                keep_status=keep_status,
             )
-    except addresses.AddressError as exc:
-        raise click.ClickException(str(exc)) from None
-    for line, problem in report.problems:
-        click.echo(f"{csv_file}:{line}: skipped: {problem}", err=True)
+    except (addresses.AddressError, csv_format.CsvFileError) as exc:
+        raise click.ClickException(printable(str(exc))) from None
+    _import_summary(csv_file, report, basis)
+    if report.problems:
+        sys.exit(1)
+
+
+def _import_summary(csv_file: Path, report: importing.ImportReport, basis: str | None) -> None:
+    for line, problem in sorted(report.problems):
+        click.echo(f"{csv_file}:{line}: skipped: {printable(problem)}", err=True)
     for line in report.suppressed:
         click.echo(f"{csv_file}:{line}: skipped: erased on request (suppression list)")
     for already in report.already:
-        click.echo(f"already on the list, left as it is: {already}")
+        click.echo(f"already on the list, left as it is: {printable(already)}")
     if report.added:
         _no_basis_note(basis)
     erased = f", {len(report.suppressed)} erased on request" if report.suppressed else ""
+    kept = "".join(f", {n} of them {status}" for status, n in sorted(report.kept.items()))
     click.echo(
-        f"Imported {len(report.added)}, already there {len(report.already)}, "
+        f"Imported {len(report.added)}{kept}, already there {len(report.already)}, "
         f"skipped {len(report.problems)} bad row{'s' if len(report.problems) != 1 else ''}"
         f"{erased}."
     )
-    if report.problems:
-        sys.exit(1)
 
 
 @subscribers.command("list")
@@ -121,8 +138,8 @@ def subscribers_list(rt: Runtime, status: str | None) -> None:
         for subscriber in session.scalars(query.execution_options(yield_per=1000)):
             since = subscriber.subscribed_at or subscriber.created_at
             table.add_row(
-                subscriber.email,
-                subscriber.name or "",
+                cell(subscriber.email),
+                cell(subscriber.name),
                 subscriber.status.value,
                 since.astimezone(rt.settings.zone).strftime("%Y-%m-%d"),
             )
@@ -148,9 +165,9 @@ def subscribers_unsubscribe(rt: Runtime, email: str) -> None:
     with transaction(rt.factory()) as session:
         subscriber = addresses.find_by_address(session, address)
         if subscriber is None:
-            raise click.ClickException(f"{address} is not on the list")
+            raise click.ClickException(f"{printable(address)} is not on the list")
         changed = subscriptions.unsubscribe(session, subscriber, datetime.now(UTC))
-        stored, status = subscriber.email, subscriber.status.value
+        stored, status = printable(subscriber.email), subscriber.status.value
     if changed:
         click.echo(f"Unsubscribed {stored}.")
     else:
@@ -159,51 +176,12 @@ def subscribers_unsubscribe(rt: Runtime, email: str) -> None:
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[str]]:
+    """The file, or standard output (escaping control characters when it is a terminal)."""
     if path is None:
-        yield sys.stdout
+        yield cast(IO[str], TerminalWriter(sys.stdout)) if sys.stdout.isatty() else sys.stdout
         return
     with path.open("w", encoding="utf-8", newline="") as handle:
         yield handle
-
-
-CSV_COLUMNS = (
-    "email",
-    "name",
-    "status",
-    "source",
-    "requested_at",
-    "confirmed_at",
-    "consent_version",
-    "consent_basis",
-    "created_at",
-    "subscribed_at",
-    "unsubscribed_at",
-    "bounced_at",
-    "paused_until",
-    "consent_log",
-)
-
-
-def _log_line(event: dict[str, Any]) -> str:
-    parts = [event["at"], event["event"], f"via {event['source']}"]
-    if event["consent_version"]:
-        parts.append(f"text {event['consent_version']}")
-    if event["detail"]:
-        parts.append(f"({event['detail']})")
-    if event["client_ip"]:
-        parts.append(f"from {event['client_ip']}")
-    return " ".join(parts)
-
-
-def _write_csv(out: IO[str], records: Iterator[dict[str, Any]]) -> int:
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    count = 0
-    for record in records:
-        log_text = " | ".join(_log_line(event) for event in record["consent_log"])
-        writer.writerow([*(record[c] or "" for c in CSV_COLUMNS[:-1]), log_text])
-        count += 1
-    return count
 
 
 def _write_json(
@@ -213,13 +191,13 @@ def _write_json(
     versions: set[str] = set()
     out.write("{\n")
     for key, value in header.items():
-        out.write(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},\n")
+        out.write(f"  {json.dumps(key)}: {json_text(json.dumps(value, ensure_ascii=False))},\n")
     out.write('  "subscribers": [')
     for index, record in enumerate(records):
         versions.update(e["consent_version"] for e in record["consent_log"] if e["consent_version"])
         if record["consent_version"]:
             versions.add(record["consent_version"])
-        text = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n    ")
+        text = json_text(json.dumps(record, ensure_ascii=False, indent=2)).replace("\n", "\n    ")
         out.write(("," if index else "") + "\n    " + text)
     out.write("\n  ],\n")
     return versions
@@ -242,11 +220,19 @@ def _write_json(
     default=None,
     help="Write to this file instead of standard output.",
 )
+@click.option(
+    "--include-pending",
+    is_flag=True,
+    help="Also export sign-ups that were never confirmed (left out by default).",
+)
 @pass_runtime
-def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | None) -> None:
+def subscribers_export(
+    rt: Runtime, email: str | None, fmt: str, output: Path | None, include_pending: bool
+) -> None:
     """Export subscribers with their consent log; with EMAIL, one reader's data (GDPR art. 15).
 
-    One reader's export also lists the letters sent to them.
+    One reader's export also lists the letters sent to them. CSV cells that a spreadsheet could
+    run as a formula are written as text (a ' in front); `subscribers import` reads them back.
     """
     address = _address(email) if email is not None else None
     factory = rt.factory()
@@ -256,14 +242,14 @@ def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | 
             erased = privacy.suppressed_since(session, keys, address)
             if erased is not None:
                 raise click.ClickException(
-                    f"{address} was erased on {erased:%Y-%m-%d}; only a keyed hash of it is "
-                    "kept, on the suppression list. There is nothing else to export."
+                    f"{printable(address)} was erased on {erased:%Y-%m-%d}; only a keyed hash of "
+                    "it is kept, on the suppression list. There is nothing else to export."
                 )
-            raise click.ClickException(f"{address} is not on the list")
-        records = privacy.export_records(session, address)
+            raise click.ClickException(f"{printable(address)} is not on the list")
+        records = privacy.export_records(session, address, include_pending=include_pending)
         with _output(output) as out:
             if fmt == "csv":
-                count = _write_csv(out, records)
+                count = csv_format.write(out, records)
             else:
                 header = {
                     "list": rt.settings.list_name,
@@ -271,7 +257,8 @@ def subscribers_export(rt: Runtime, email: str | None, fmt: str, output: Path | 
                 }
                 versions = _write_json(out, records, header)
                 texts = privacy.consent_texts(session, versions)
-                out.write(f'  "consent_texts": {json.dumps(texts, ensure_ascii=False)}\n}}\n')
+                texts_json = json_text(json.dumps(texts, ensure_ascii=False))
+                out.write(f'  "consent_texts": {texts_json}\n}}\n')
                 count = -1
     if output is not None:
         what = f"{count} subscriber{'s' if count != 1 else ''}" if count >= 0 else "the export"
@@ -292,9 +279,13 @@ def subscribers_forget(rt: Runtime, email: str, yes: bool) -> None:
     address = _address(email)
     factory = rt.factory()
     if not yes:
-        click.confirm(f"Erase everything kept about {address}? This cannot be undone.", abort=True)
+        click.confirm(
+            f"Erase everything kept about {printable(address)}? This cannot be undone.",
+            abort=True,
+        )
     with transaction(factory) as session:
         result = privacy.forget(session, keys, address, datetime.now(UTC))
+    address = printable(address)
     if result.on_list:
         click.echo(
             f"Erased {address}: the subscriber, their consent log and delivery records are gone. "

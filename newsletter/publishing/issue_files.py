@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -123,12 +125,23 @@ def _check_question(question: str | None, line: int | None, path: Path) -> list[
     return []
 
 
-def _read_text(path: Path) -> str:
-    """The file as text with LF line ends; one Problem when it cannot be read as UTF-8."""
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; only a regular file is read (a FIFO or device would never end)."""
     try:
-        raw = path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits for a writer
     except OSError as exc:
         raise IssueFileError([Problem(path, None, None, f"cannot read: {exc.strerror}")]) from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise IssueFileError([Problem(path, None, None, "is not a regular file; not read")])
+    os.set_blocking(descriptor, True)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
+def _read_text(path: Path) -> str:
+    """The file as text with LF line ends; one Problem when it cannot be read as UTF-8."""
+    raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -19,6 +19,7 @@ from newsletter.storage.models import (
     Delivery,
     Edition,
     Subscriber,
+    SubscriberStatus,
     Suppression,
 )
 from newsletter.tokens import keyed_hash
@@ -118,9 +119,12 @@ def _subscriber(subscriber: Subscriber, events: list[ConsentEvent]) -> dict[str,
     }
 
 
-def export_records(session: Session, email: str | None = None) -> Iterator[dict[str, Any]]:
+def export_records(
+    session: Session, email: str | None = None, *, include_pending: bool = False
+) -> Iterator[dict[str, Any]]:
     """Every subscriber (or the one with this address) with their consent log, in batches.
 
+    Unconfirmed sign-ups only with `include_pending`, or when their own address is asked for.
     A single address also gets its delivery history: which letters went out to it, and when.
     """
     last_id = 0
@@ -128,6 +132,8 @@ def export_records(session: Session, email: str | None = None) -> Iterator[dict[
         query = select(Subscriber).where(Subscriber.id > last_id).order_by(Subscriber.id)
         if email is not None:
             query = query.where(Subscriber.email_key == email.strip().lower())
+        elif not include_pending:
+            query = query.where(Subscriber.status != SubscriberStatus.PENDING)
         batch = list(session.scalars(query.limit(EXPORT_BATCH)))
         if not batch:
             return

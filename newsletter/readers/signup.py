@@ -1,8 +1,12 @@
 """Double opt-in: a sign-up asks, a mail confirms; what is never confirmed is purged.
 
 Every sign-up is answered the same way, whoever owns the address, so the form tells no one who
-is on the list. Confirmation mails are limited per address (one, then longer and longer waits)
-and sign-ups per client, in the database, so the limits hold across processes.
+is on the list: before the answer only the per-client limit is counted (the same work for every
+address); the sign-up is stored and its mail sent after the answer (`record_and_mail`).
+Confirmation mails are limited per address (one, then longer and longer waits) and sign-ups per
+client, in the database, so the limits hold across processes. A confirmation link carries the
+nonce of the one open sign-up it was sent for; confirming clears it, so a used link never puts
+anyone on the list again.
 """
 
 from __future__ import annotations
@@ -10,19 +14,17 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter import links
-from newsletter.mail import transactional
-from newsletter.mail.rendering import RenderError, greeting
-from newsletter.mail.transport import RelayUnavailable
 from newsletter.readers import addresses, consent, privacy, subscriptions
+from newsletter.readers.confirmation_mail import Mail, send_mail
 from newsletter.settings import Settings
+from newsletter.storage.db import lock_for_transaction, transaction
 from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -42,15 +44,12 @@ class TooManySignups(RuntimeError):
     """This client sent more sign-ups in the last hour than allowed."""
 
 
-@dataclass(frozen=True)
-class Mail:
-    """A mail to send after the sign-up is stored: a confirmation, or 'you are already in'."""
+class InvalidLink(ValueError):
+    """A confirmation link that is forged, cut short or expired."""
 
-    subscriber_id: int
-    email: str
-    name: str | None
-    url: str
-    already_subscribed: bool
+
+class LinkUsed(ValueError):
+    """A genuine confirmation link whose sign-up is no longer open: it was used (or replaced)."""
 
 
 def client_key(host: str | None) -> str:
@@ -70,10 +69,16 @@ def _client_hash(keys: Sequence[bytes], host: str | None) -> str:
     return keyed_hash(keys[0], "signup-client", client_key(host).encode()).hex()
 
 
-def _count_client(
+def admit(
     session: Session, keys: Sequence[bytes], settings: Settings, host: str | None, now: datetime
 ) -> None:
+    """Count one sign-up against its client's hourly limit; TooManySignups when over it.
+
+    Exact under concurrency: one transaction per client network at a time counts and adds (an
+    advisory lock on PostgreSQL, the write lock on SQLite). It never looks at the address.
+    """
     digest = _client_hash(keys, host)
+    lock_for_transaction(session, "signup-client:" + digest)
     recent = session.scalar(
         select(func.count())
         .select_from(SignupAttempt)
@@ -82,11 +87,13 @@ def _count_client(
     if (recent or 0) >= settings.signup_client_hourly_limit:
         raise TooManySignups(f"more than {settings.signup_client_hourly_limit} sign-ups an hour")
     session.add(SignupAttempt(client_hash=digest, at=now))
+    session.flush()
 
 
-def confirm_url(settings: Settings, keys: Sequence[bytes], token_id: str, now: datetime) -> str:
+def confirm_url(settings: Settings, keys: Sequence[bytes], nonce: str, now: datetime) -> str:
+    """The link for the open sign-up with this nonce, valid NEWSLETTER_CONFIRM_EXPIRY_DAYS."""
     expires = now + timedelta(days=settings.confirm_expiry_days)
-    return links.confirm_url(settings.base_url, keys, token_id, expires)
+    return links.confirm_url(settings.base_url, keys, nonce, expires)
 
 
 def _may_mail(session: Session, subscriber: Subscriber, settings: Settings, now: datetime) -> bool:
@@ -107,7 +114,7 @@ def _may_mail(session: Session, subscriber: Subscriber, settings: Settings, now:
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
-def _pending(session: Session, address: str, name: str | None, now: datetime) -> Subscriber:
+def _pending(session: Session, address: str, now: datetime) -> Subscriber:
     """The address's row, created as pending if it is new (racing another request is fine)."""
     existing = addresses.find_by_address(session, address)
     if existing is not None:
@@ -115,7 +122,6 @@ def _pending(session: Session, address: str, name: str | None, now: datetime) ->
     subscriber = Subscriber(
         email=address,
         email_key=addresses.address_key(address),
-        name=name,
         status=SubscriberStatus.PENDING,
         token_id=new_token_id(),
         created_at=now,
@@ -131,6 +137,52 @@ def _pending(session: Session, address: str, name: str | None, now: datetime) ->
     return subscriber
 
 
+def record(
+    session: Session,
+    settings: Settings,
+    keys: Sequence[bytes],
+    *,
+    address: str,
+    name: str | None,
+    client_ip: str | None,
+    now: datetime,
+) -> Mail | None:
+    """Store a sign-up of a checked address and name; say which mail to send, if one may go.
+
+    A reader not on the list gets (or keeps) an open sign-up, whose nonce the link carries; the
+    name is the one typed with the sign-up whose mail goes out, so a stranger's earlier sign-up
+    cannot choose it.
+    """
+    text = consent.current(settings)
+    consent.remember(session, text, now)
+    subscriber = _pending(session, address, now)
+    already = subscriber.status is SubscriberStatus.SUBSCRIBED
+    if not already:
+        subscriber.requested_at = now
+        subscriber.consent_version = text.version
+        subscriber.confirm_nonce = subscriber.confirm_nonce or new_token_id()
+        consent.log(
+            session,
+            subscriber.id,
+            ConsentEventKind.REQUESTED,
+            consent.Source.FORM,
+            now,
+            version=text.version,
+            client_ip=client_ip,
+        )
+    session.flush()
+    if not _may_mail(session, subscriber, settings, now):
+        log.info("sign-up for subscriber %s: a mail went out recently; none sent", subscriber.id)
+        return None
+    if already:
+        url = links.unsubscribe_url(settings.base_url, keys, subscriber.token_id)
+    else:
+        subscriber.name = name
+        url = confirm_url(settings, keys, str(subscriber.confirm_nonce), now)
+    session.flush()
+    return Mail(subscriber.id, subscriber.email, subscriber.name, url, already)
+
+
 def request(
     session: Session,
     settings: Settings,
@@ -141,51 +193,63 @@ def request(
     client_host: str | None,
     now: datetime,
 ) -> Mail | None:
-    """Record a sign-up and say which mail to send, if the limits allow one.
+    """A whole sign-up in one transaction: check, count the client, store; the mail to send.
 
     Raises addresses.AddressError for an unusable address or name, TooManySignups when this
-    client is over its limit. The answer to the visitor must not depend on the result.
+    client is over its limit. (The web form does the same in two steps, around its answer.)
     """
     address = addresses.normalise_address(email)
     cleaned = addresses.clean_name(name)
-    _count_client(session, keys, settings, client_host, now)
-    text = consent.current(settings)
-    consent.remember(session, text, now)
-    subscriber = _pending(session, address, cleaned, now)
-    already = subscriber.status is SubscriberStatus.SUBSCRIBED
-    if not already:
-        if subscriber.status is SubscriberStatus.PENDING and cleaned:
-            subscriber.name = cleaned
-        subscriber.requested_at = now
-        subscriber.consent_version = text.version
-        consent.log(
-            session,
-            subscriber.id,
-            ConsentEventKind.REQUESTED,
-            consent.Source.FORM,
-            now,
-            version=text.version,
-            client_ip=consent.shorten_ip(client_host) if settings.consent_log_ip else None,
-        )
-    session.flush()
-    if not _may_mail(session, subscriber, settings, now):
-        log.info("sign-up for subscriber %s: a mail went out recently; none sent", subscriber.id)
-        return None
-    if already:
-        url = links.unsubscribe_url(settings.base_url, keys, subscriber.token_id)
-    else:
-        url = confirm_url(settings, keys, subscriber.token_id, now)
-    return Mail(subscriber.id, subscriber.email, subscriber.name, url, already)
+    admit(session, keys, settings, client_host, now)
+    client_ip = consent.shorten_ip(client_host) if settings.consent_log_ip else None
+    return record(
+        session, settings, keys, address=address, name=cleaned, client_ip=client_ip, now=now
+    )
+
+
+def record_and_mail(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    keys: Sequence[bytes],
+    *,
+    address: str,
+    name: str | None,
+    client_ip: str | None,
+    now: datetime,
+) -> bool:
+    """The work after the answer: store the sign-up, then send its mail. Never raises.
+
+    Whether the address is new, waiting, on the list, gone or erased, the visitor has had the
+    same answer in the same time; what differs happens here.
+    """
+    try:
+        with transaction(factory) as session:
+            mail = record(
+                session, settings, keys, address=address, name=name, client_ip=client_ip, now=now
+            )
+    except Exception as exc:  # a background task: nothing above us could report it
+        log.error("sign-up not stored: %s", type(exc).__name__)
+        return False
+    return mail is not None and send_mail(settings, mail, now)
 
 
 def find_for_confirmation(
-    session: Session, keys: Sequence[bytes], token: str, now: datetime
-) -> Subscriber | None:
-    """The subscriber a confirmation link is for; None if the link is bad, expired or stale."""
-    token_id = links.read(keys, links.Purpose.CONFIRM, token, now)
-    if token_id is None:
-        return None
-    return subscriptions.find_by_token_id(session, token_id)
+    session: Session, keys: Sequence[bytes], token: str, now: datetime, *, lock: bool = False
+) -> Subscriber:
+    """The reader whose open sign-up this link is for.
+
+    Raises InvalidLink for a forged or expired link, LinkUsed for a genuine one whose sign-up is
+    no longer open (confirmed, or gone). With `lock`, the row stays locked until the transaction
+    ends, so two presses of the button confirm once.
+    """
+    nonce = links.read(keys, links.Purpose.CONFIRM, token, now)
+    if nonce is None:
+        raise InvalidLink("not a valid confirmation link")
+    query = select(Subscriber).where(Subscriber.confirm_nonce == nonce)
+    found = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if found is None or found.status is SubscriberStatus.SUBSCRIBED:
+        raise LinkUsed("this sign-up is no longer open")
+    return found
 
 
 def confirm(
@@ -196,8 +260,11 @@ def confirm(
     *,
     client_ip: str | None = None,
 ) -> bool:
-    """The confirmation button: on the list from now on, with proof of consent."""
-    if subscriber.status is SubscriberStatus.SUBSCRIBED:
+    """The confirmation button: on the list from now on, with proof of consent.
+
+    The sign-up's nonce is cleared (put_on_list), so the link never works again.
+    """
+    if subscriber.status is SubscriberStatus.SUBSCRIBED or subscriber.confirm_nonce is None:
         return False
     subscriptions.put_on_list(
         subscriber, now, source=consent.Source.FORM, version=subscriber.consent_version
@@ -235,45 +302,3 @@ def purge(session: Session, settings: Settings, now: datetime) -> int:
         session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
     session.execute(delete(SignupAttempt).where(SignupAttempt.at < now - CLIENT_WINDOW * 24))
     return len(ids)
-
-
-# --- the mail -----------------------------------------------------------------------------
-
-
-def build_mail(settings: Settings, mail: Mail, now: datetime) -> bytes:
-    """The confirmation (or 'already on the list') mail."""
-    return transactional.compose(
-        settings,
-        "confirm",
-        to_email=mail.email,
-        to_name=mail.name,
-        now=now,
-        greeting=greeting(mail.name),
-        url=mail.url,
-        already=mail.already_subscribed,
-        expiry_days=f"{settings.confirm_expiry_days:g}",
-        consent=consent.current(settings),
-    )
-
-
-def send_mail(settings: Settings, mail: Mail, now: datetime) -> bool:
-    """Send it through the newsletter's own transport; a failure is logged, never raised."""
-    try:
-        data = build_mail(settings, mail, now)
-        verdict = transactional.hand_over(settings, mail.email, data)
-    except RenderError as exc:
-        log.error("sign-up mail for subscriber %s not built: %s", mail.subscriber_id, exc)
-        return False
-    except RelayUnavailable as exc:
-        log.warning("sign-up mail for subscriber %s not sent: %s", mail.subscriber_id, exc)
-        return False
-    if not verdict.accepted:
-        log.warning(
-            "sign-up mail for subscriber %s refused: %s %s",
-            mail.subscriber_id,
-            verdict.code,
-            verdict.describe(),
-        )
-        return False
-    log.info("sign-up mail sent to subscriber %s", mail.subscriber_id)
-    return True

@@ -1,20 +1,15 @@
-"""Subscribers: adding, importing and leaving; addresses checked and unique whatever their case."""
+"""Subscribers: adding, leaving, pausing, coming back, bouncing; one row per address, any case."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent, privacy
 from newsletter.readers.addresses import (
-    AddressError,
     address_key,
     clean_basis,
     clean_name,
@@ -75,81 +70,6 @@ def add(
     session.flush()
     consent.log(session, subscriber.id, ConsentEventKind.IMPORTED, source, now, detail=reason)
     return subscriber
-
-
-@dataclass
-class ImportReport:
-    added: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    problems: list[tuple[int, str]] = field(default_factory=list)
-    suppressed: list[int] = field(default_factory=list)  # lines with an erased address
-
-
-def _rows(text: str) -> Iterator[tuple[int, dict[str | None, str | list[str] | None]]]:
-    sample = text[:4096]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    if reader.fieldnames is None or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise AddressError("the first line must name the columns, with at least 'email'")
-    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
-    for row in reader:
-        yield reader.line_num, row
-
-
-def import_csv(
-    session: Session,
-    path: Path,
-    now: datetime,
-    *,
-    basis: str | None = None,
-    keys: Sequence[bytes] = (),
-) -> ImportReport:
-    """Add every good row with the operator's basis; report each bad one by line and skip it.
-
-    With `keys`, addresses on the suppression list are skipped and reported by line.
-    """
-    reason = clean_basis(basis)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise AddressError(f"{path} is not UTF-8 text ({exc.reason})") from None
-    report = ImportReport()
-    seen: set[str] = set()
-    try:
-        for line, row in _rows(text):
-            if None in row:
-                report.problems.append((line, "has more fields than the header names"))
-                continue
-            email = row.get("email")
-            name = row.get("name")
-            if not isinstance(email, str) or not email.strip():
-                report.problems.append((line, "no address in the email column"))
-                continue
-            try:
-                address = normalise_address(email)
-                cleaned = clean_name(name if isinstance(name, str) else None)
-            except AddressError as exc:
-                report.problems.append((line, str(exc)))
-                continue
-            if address_key(address) in seen:
-                report.problems.append((line, f"{address} appears twice in the file"))
-                continue
-            seen.add(address_key(address))
-            existing = find_by_address(session, address)
-            if existing is not None:
-                report.already.append(f"{address} ({existing.status.value})")
-                continue
-            if keys and privacy.suppressed_since(session, keys, address) is not None:
-                report.suppressed.append(line)
-                continue
-            add(session, address, cleaned, now, basis=reason, source=consent.Source.IMPORT)
-            report.added.append(address)
-    except csv.Error as exc:
-        raise AddressError(f"{path}: unreadable CSV: {exc}") from None
-    return report
 
 
 def unsubscribe(
@@ -230,8 +150,12 @@ def resume(
 
 
 def put_on_list(subscriber: Subscriber, now: datetime, *, source: str, version: str | None) -> None:
-    """Subscribed from now on, confirmed now, under this consent text (not an operator's basis)."""
+    """Subscribed from now on, confirmed now, under this consent text (not an operator's basis).
+
+    An open sign-up is closed: its confirmation link will not work again.
+    """
     subscriber.status = SubscriberStatus.SUBSCRIBED
+    subscriber.confirm_nonce = None
     subscriber.subscribed_at = now
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
@@ -314,7 +238,7 @@ def restore_bounced(session: Session, among: Select[int], now: datetime) -> int:
     result = session.execute(
         update(Subscriber)
         .where(bounced)
-        .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None)
+        .values(status=SubscriberStatus.SUBSCRIBED, bounced_at=None, confirm_nonce=None)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -129,8 +129,12 @@ class Subscriber(Base):
     confirm_sends: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     # When the welcome after confirming was claimed: one per reader, ever (readers/welcome.py).
     welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The one open sign-up a confirmation link may confirm: the link carries this random id, and
+    # confirming (or coming back) clears it, so a link that was used once never works again.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
+        Index("ix_subscribers_confirm_nonce", "confirm_nonce", unique=True),
         CheckConstraint(
             "status != 'subscribed' OR (requested_at IS NOT NULL AND confirmed_at IS NOT NULL"
             " AND source IS NOT NULL"

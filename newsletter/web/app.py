@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import Scope
@@ -19,8 +21,8 @@ from newsletter.resources import resource_dir
 from newsletter.settings import Settings
 from newsletter.storage.db import check_migrations, make_engine, session_factory
 from newsletter.web import archive, preferences, signup
-from newsletter.web.guards import BodyLimit, SecurityHeaders
-from newsletter.web.pages import Site, in_thread, problem
+from newsletter.web.guards import BodyLimit, CatchAll, SecurityHeaders
+from newsletter.web.pages import Site, in_thread, problem, site
 
 PROBLEMS = {400: "bad_request", 404: "not_found", 405: "method", 413: "too_large"}
 READ = ["GET", "HEAD"]
@@ -38,12 +40,38 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+def _route_without_slash(request: Request) -> str | None:
+    """`/aanmelden/` → `/aanmelden`, when that is a route; None otherwise."""
+    path = request.url.path
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    scope = {**request.scope, "path": path.rstrip("/") or "/"}
+    for route in request.app.router.routes:
+        matched, _ = route.matches(scope)
+        if matched is not Match.NONE:
+            return str(scope["path"])
+    return None
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     code = exc.status_code if isinstance(exc, HTTPException) else 500
+    stripped = _route_without_slash(request) if code == 404 else None
+    if stripped is not None:
+        # To the public address from the settings: never a host the request named.
+        query = request.url.query
+        location = (
+            site(request).settings.base_url + quote(stripped) + (f"?{query}" if query else "")
+        )
+        return RedirectResponse(location, status_code=308)
     response = problem(request, PROBLEMS.get(code, "error"), code)
     if code == 405 and isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def server_error(scope: Scope) -> Response:
+    """The 500 page; it passes the security headers like every other page."""
+    return problem(Request(scope), "error", 500)
 
 
 def too_large(scope: Scope) -> Response:
@@ -90,10 +118,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(CatchAll, error_page=server_error),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes, too_large=too_large),
         ],
-        exception_handlers={HTTPException: http_error, 500: http_error},
+        exception_handlers={HTTPException: http_error},
     )
+    app.router.redirect_slashes = False  # Starlette's would take the host from the request
     app.state.site = Site(settings, session_factory(engine), templates)
     app.state.engine = engine
     return app

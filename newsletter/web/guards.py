@@ -7,6 +7,7 @@ exempt, RFC 8058).
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,6 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter import links
 from newsletter.tokens import new_token_id
+from newsletter.web import logs
+
+log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "nl_formulier"
 CSRF_FIELD = "csrf_token"
@@ -61,6 +65,34 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class CatchAll:
+    """Any error below becomes the calm 500 page (inside SecurityHeaders, so it has them too),
+    logged as one line with the route and the error's kind: no traceback, no token, no data."""
+
+    def __init__(self, app: ASGIApp, error_page: Callable[[Scope], Response]) -> None:
+        self.app = app
+        self.error_page = error_page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # the last line of defence: nothing may escape to uvicorn
+            route = logs.path_for_log(str(scope.get("path", "")))
+            log.error("%s %s failed: %s", scope.get("method"), route, type(exc).__name__)
+            if not started:  # after the answer began (a background task), it stands
+                await self.error_page(scope)(scope, receive, send)
+
+
 class BodyLimit:
     """Caps request bodies: 413 when Content-Length says too much or the stream runs past it."""
 
@@ -75,10 +107,8 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = self.max_bytes + 1
+                digits = re.fullmatch(rb"[0-9]{1,19}", value)
+                declared = int(value) if digits else self.max_bytes + 1
                 if declared > self.max_bytes:
                     await self.too_large(scope)(scope, receive, send)
                     return

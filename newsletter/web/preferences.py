@@ -7,6 +7,7 @@ scanners open links); only a POST changes anything.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 VIA_FIELD = "via"  # the footer page's form says "via=pagina"; a mail client's POST does not
 VIA_PAGE = "pagina"
 PAUSE_CHOICES = (2, 4, 8, 12)
+WEEKS = re.compile(r"[0-9]{1,2}")
 BAD_INPUT = object()  # what a change returns for a form it cannot use
 
 
@@ -152,8 +154,8 @@ async def pause(request: Request) -> Response:
 
     def change(session: Session, subscriber: Subscriber, form: Any, ip: str | None) -> Any:
         weeks = form.get("weken")
-        if not isinstance(weeks, str) or not weeks.isdigit():
-            return BAD_INPUT
+        if not isinstance(weeks, str) or not WEEKS.fullmatch(weeks):
+            return BAD_INPUT  # ASCII digits only: '²' is a digit to Python, not a number
         if subscriber.status is not SubscriberStatus.SUBSCRIBED:
             return None
         until = subscriptions.pause(session, subscriber, int(weeks), here.now(), client_ip=ip)

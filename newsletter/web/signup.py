@@ -12,7 +12,6 @@ from starlette.responses import Response
 from newsletter import links
 from newsletter.readers import addresses, consent, signup
 from newsletter.storage.db import transaction
-from newsletter.storage.models import SubscriberStatus
 from newsletter.web import guards, welcome
 from newsletter.web.pages import in_thread, ip_for_log, page, problem, site
 
@@ -63,8 +62,24 @@ async def show_form(request: Request, **extra: Any) -> Response:
     return _form_page(request, email=email, name=name, **extra)
 
 
+def _checked(email: str, name: str) -> tuple[str, str | None] | str:
+    """The address and name as they will be stored, or which of the two is wrong."""
+    try:
+        address = addresses.normalise_address(email)
+    except addresses.AddressError:
+        return "address"
+    try:
+        return address, addresses.clean_name(name or None)
+    except addresses.AddressError:
+        return "name"
+
+
 async def sign_up(request: Request) -> Response:
-    """The form was sent: the same answer whoever owns the address; the mail goes out after."""
+    """The form was sent: the same answer, in the same time, whoever owns the address.
+
+    Before the answer only what does not depend on the address happens (the form, the client's
+    limit); the sign-up is stored and its mail sent after the answer has gone out.
+    """
     here = site(request)
     form = await guards.read_form(request)
     email = _field(form.get("email")).strip()
@@ -76,29 +91,31 @@ async def sign_up(request: Request) -> Response:
     if _field(form.get(HONEYPOT)):
         log.info("sign-up with the hidden field filled in: ignored")
         return sent_page
+    checked = _checked(email, name)
+    if isinstance(checked, str):
+        return _form_page(request, email=email, name=name, error=checked, status=400)
+    address, cleaned = checked
     host = request.client.host if request.client else None
+    now = here.now()
 
-    def store() -> signup.Mail | None:
+    def admit() -> None:
         with transaction(here.factory) as session:
-            return signup.request(
-                session,
-                here.settings,
-                here.keys,
-                email=email,
-                name=name or None,
-                client_host=host,
-                now=here.now(),
-            )
+            signup.admit(session, here.keys, here.settings, host, now)
 
     try:
-        mail = await in_thread(store)
-    except addresses.AddressError:
-        return _form_page(request, email=email, name=name, error="address", status=400)
+        await in_thread(admit)
     except signup.TooManySignups:
         return problem(request, "too_many", 429)
-    if mail is not None:
-        # After the answer has gone out: a slow or absent relay changes nothing on the page.
-        sent_page.background = BackgroundTask(signup.send_mail, here.settings, mail, here.now())
+    sent_page.background = BackgroundTask(
+        signup.record_and_mail,
+        here.factory,
+        here.settings,
+        here.keys,
+        address=address,
+        name=cleaned,
+        client_ip=ip_for_log(request),
+        now=now,
+    )
     return sent_page
 
 
@@ -107,41 +124,49 @@ async def confirm_page(request: Request) -> Response:
     here = site(request)
     token = request.path_params["token"]
 
-    def look() -> SubscriberStatus | None:
+    def look() -> str:
         with here.factory() as session:
-            found = signup.find_for_confirmation(session, here.keys, token, here.now())
-            return found.status if found else None
+            try:
+                signup.find_for_confirmation(session, here.keys, token, here.now())
+            except signup.InvalidLink:
+                return "invalid"
+            except signup.LinkUsed:
+                return "used"
+            return "open"
 
-    status = await in_thread(look)
-    if status is None:
+    state = await in_thread(look)
+    if state == "invalid":
         return problem(request, "confirm_link", 404)
+    if state == "used":
+        return page(request, "web/link_used.html")
     return page(
-        request,
-        "web/confirm.html",
-        already=status is SubscriberStatus.SUBSCRIBED,
-        action_url=request.url.path,
-        next_letter=here.next_letter(),
+        request, "web/confirm.html", action_url=request.url.path, next_letter=here.next_letter()
     )
 
 
 async def confirm(request: Request) -> Response:
-    """The confirmation button: on the list from now on."""
+    """The confirmation button: on the list from now on, once; a used link changes nothing."""
     await guards.read_form(request)  # read (and cap) the body; nothing in it is needed
     here = site(request)
     token = request.path_params["token"]
     client_ip = ip_for_log(request)
 
-    def act() -> tuple[bool, welcome.Welcome | None] | None:
+    def act() -> tuple[str, welcome.Welcome | None]:
         with transaction(here.factory) as session:
             now = here.now()
-            found = signup.find_for_confirmation(session, here.keys, token, now)
-            if found is None:
-                return None
+            try:
+                found = signup.find_for_confirmation(session, here.keys, token, now, lock=True)
+            except signup.InvalidLink:
+                return "invalid", None
+            except signup.LinkUsed:
+                return "used", None
             changed = signup.confirm(session, here.keys, found, now, client_ip=client_ip)
-            return changed, welcome.claim(session, here, found, now) if changed else None
+            return "confirmed", welcome.claim(session, here, found, now) if changed else None
 
-    done = await in_thread(act)
-    if done is None:
+    state, due = await in_thread(act)
+    if state == "invalid":
         return problem(request, "confirm_link", 404)
+    if state == "used":
+        return page(request, "web/link_used.html")
     response = page(request, "web/confirmed.html", next_letter=here.next_letter())
-    return welcome.send_after(response, here, done[1])
+    return welcome.send_after(response, here, due)
