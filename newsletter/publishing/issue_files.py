@@ -17,13 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.storage.models import Issue, IssueStatus
+from newsletter.text import header_problem, line_problem
 
 REQUIRED = ("theme", "subject", "question")
 OPTIONAL = ("preheader",)
 MAX_SUBJECT = 200
 MAX_PREHEADER = 200
 MAX_QUESTION = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters a body may not hold (tab and line feed are text; CR/LF was made LF).
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 
 
@@ -84,7 +86,7 @@ def collect_paths(paths: Iterable[Path], issues_dir: Path) -> list[Path]:
 
 def _key_lines(front: str, first_line: int) -> dict[str, list[int]]:
     lines: dict[str, list[int]] = {}
-    for offset, text in enumerate(front.splitlines()):
+    for offset, text in enumerate(front.split("\n")):
         match = _KEY_LINE.match(text)
         if match:
             lines.setdefault(match.group(1), []).append(first_line + offset)
@@ -100,8 +102,14 @@ def _text_field(
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None, [Problem(path, line, name, "must be a line of text")]
     text = str(value).strip()
-    if _CONTROL.search(text):
-        return None, [Problem(path, line, name, "must be a single line without control characters")]
+    # The subject is a mail header; the others go on a page, where '=?' is harmless.
+    problem = (
+        header_problem("Subject", text)
+        if name == "subject"
+        else line_problem(text, encoded_words=True)
+    )
+    if problem is not None:
+        return None, [Problem(path, line, name, problem)]
     if len(text) > limit:
         return None, [Problem(path, line, name, f"is {len(text)} characters; at most {limit}")]
     return text, []
@@ -206,6 +214,11 @@ def parse_issue(path: Path, themes: Sequence[str]) -> IssueDraft:
     """Read and check one issue file; raise IssueFileError listing every problem found."""
     front, meta, body = _split(path, _read_text(path))
     values, problems = _check_fields(path, front, meta, themes)
+    control = _BODY_CONTROL.search(body)
+    if control is not None:
+        line = len(front.split("\n")) + body[: control.start()].count("\n")
+        found = f"U+{ord(control.group()):04X}"
+        problems.append(Problem(path, line, "body", f"holds a control character ({found})"))
     body = body.strip("\n")
     if not body.strip():
         body_line = len(front.splitlines()) + 2

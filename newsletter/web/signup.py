@@ -88,6 +88,8 @@ async def sign_up(request: Request) -> Response:
 
     try:
         mail = await in_thread(store)
+    except addresses.NameProblem:
+        return _form_page(request, email=email, name=name, error="name", status=400)
     except addresses.AddressError:
         return _form_page(request, email=email, name=name, error="address", status=400)
     except signup.TooManySignups:
