@@ -4,6 +4,9 @@ Building an `EmailMessage` per recipient costs milliseconds; here the headers an
 encoded once (quoted-printable, 7-bit clean), and per recipient only the To header, the
 Message-ID, the unsubscribe URL and the greeting are encoded and spliced in between soft line
 breaks. The result parses back to the same message an `EmailMessage` would give.
+
+A Message-ID reveals nothing about the list or the reader: it is a truncated HMAC of the
+edition's seed and the delivery id under the secret key, so a retry carries the same one.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import quopri
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
+import idna
+
 from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
+from newsletter.tokens import keyed_hash
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -28,6 +35,34 @@ class Recipient:
     email: str
     name: str | None
     unsubscribe_url: str
+
+
+class MessageError(ValueError):
+    """One recipient's message cannot be built; the reason says why."""
+
+
+def wire_address(email: str) -> str:
+    """The address as it goes into the envelope and the To header: ASCII, IDNA domain."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not local.isascii():
+        raise MessageError(f"the address {email!r} cannot be sent without SMTPUTF8")
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise MessageError(f"the domain of {email!r} is not a valid IDNA name ({exc})") from None
+
+
+def _to_header(name: str | None, address: str) -> str:
+    """The To header line(s): plain for ASCII names, else RFC 2047 folded by the email package."""
+    if not name or (name.isascii() and name.isprintable()):
+        return f"To: {formataddr((name or '', address))}\r\n"
+    try:
+        block = _encoded_headers(To=str(Address(display_name=name, addr_spec=address)))
+    except (ValueError, IndexError) as exc:
+        raise MessageError(f"the reader's name cannot be written in a To header ({exc})") from None
+    return block.decode("ascii")
 
 
 def _qp(data: str) -> bytes:
@@ -82,9 +117,11 @@ class EditionMessage:
         html: str,
         text: str,
         seed: str,
+        key: bytes | None = None,
     ) -> None:
         markers = Markers.for_seed(seed)
         self.seed = seed
+        self.key = key if key is not None else settings.secret_keys()[0]
         self.domain = settings.sender_domain
         self.envelope_from = settings.sender.addr_spec
         self.zone = settings.zone
@@ -112,20 +149,21 @@ class EditionMessage:
         self.html = _Body(html, markers, html=True)
 
     def message_id(self, delivery_id: int) -> str:
-        """Stable per delivery, so a retry carries the same Message-ID."""
-        return f"<{self.seed}.{delivery_id}@{self.domain}>"
+        """Stable per delivery (a retry carries the same one); reveals neither list nor reader."""
+        mac = keyed_hash(self.key, "message-id", f"{self.seed}.{delivery_id}".encode())
+        return f"<{mac[:16].hex()}@{self.domain}>"
 
     def build(self, recipient: Recipient, now: datetime) -> bytes:
-        """The full message for one recipient, CRLF line ends, 7-bit clean."""
-        to = formataddr((recipient.name or "", recipient.email), charset="utf-8")
+        """The full message for one recipient, CRLF line ends, 7-bit clean; MessageError if not."""
+        to_header = _to_header(recipient.name, wire_address(recipient.email))
         greeting_text = greeting(recipient.name)
         url = recipient.unsubscribe_url
         personal = (
-            f"To: {to}\r\n"
+            f"{to_header}"
             f"Date: {format_datetime(now.astimezone(self.zone))}\r\n"
             f"Message-ID: {self.message_id(recipient.delivery_id)}\r\n"
             f"List-Unsubscribe: <{url}>\r\n"
-        ).encode("ascii")
+        ).encode("ascii", "strict")
         return b"".join(
             (
                 self.head,
@@ -138,3 +176,10 @@ class EditionMessage:
                 self.tail,
             )
         )
+
+
+def sample(message: EditionMessage, now: datetime) -> bytes:
+    """The edition's message for a made-up reader: what settling builds once to prove it can."""
+    return message.build(
+        Recipient(0, "lezer@example.org", "Lezer", "https://example.org/afmelden/x"), now
+    )

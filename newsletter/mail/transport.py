@@ -80,6 +80,13 @@ class RelayUnavailable(ConnectionError):
     """The relay could not be reached at all: nothing was handed over."""
 
 
+class RelayRefuses(RelayUnavailable):
+    """The relay answers but refuses to send for us (EHLO, AUTH, MAIL FROM, or everyone)."""
+
+    def __str__(self) -> str:
+        return f"the relay refuses to send: {super().__str__()}"
+
+
 class Transport(Protocol):
     """Hands one message for one recipient to the next hop."""
 
@@ -231,16 +238,23 @@ class SmtpTransport:
                 )
             else:
                 connection = smtplib.SMTP(config.host, config.port, timeout=self.timeout)
-            connection.ehlo()
+            connection.ehlo_or_helo_if_needed()  # SMTPHeloError when both are refused
             if config.security == "starttls":
                 connection.starttls(context=context)
-                connection.ehlo()
+                connection.ehlo_or_helo_if_needed()
             if config.username:
                 connection.login(config.username, config.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(connection)
-            raise RelayUnavailable(
-                f"the relay at {config.host}:{config.port} refused the login ({exc.smtp_code})"
+            raise RelayRefuses(
+                f"{config.host}:{config.port} refused the login ({exc.smtp_code})"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            # A greeting, EHLO or STARTTLS answered with a refusal: the relay is there, and says no.
+            _close_quietly(connection)
+            reply = classify(exc.smtp_code, exc.smtp_error, stage=Stage.SMTP).text
+            raise RelayRefuses(
+                f"{config.host}:{config.port} answered {exc.smtp_code} {reply}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(connection)
