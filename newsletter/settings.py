@@ -185,7 +185,7 @@ class Settings(BaseSettings):
         problem = line_problem(value)
         if problem is not None:
             raise ValueError(problem)
-        return value.strip()
+        return " ".join(value.split())
 
     @field_validator("list_id")
     @classmethod
@@ -203,6 +203,7 @@ class Settings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         name, addr = parseaddr(value)
+        name = " ".join(name.split())  # as a header shows it: runs of spaces are one
         if not addr or "@" not in addr:
             raise ValueError("must look like 'Naam <adres@domein>'")
         try:

@@ -38,6 +38,8 @@ def _describe(char: str) -> str:
         return "a line break"
     name = unicodedata.name(char, "")
     label = f"U+{ord(char):04X}" + (f" {name}" if name else "")
+    if char in BIDI_CONTROLS:
+        return f"an invisible direction mark ({label})"
     return f"an invisible control character ({label})"
 
 
@@ -45,16 +47,13 @@ def bad_character(value: str) -> str | None:
     """The first character that may not stand in a one-line text, described; None if none.
 
     Refused: control characters (Unicode category Cc: C0, DEL, C1 incl. U+0085), line and
-    paragraph separators (Zl, Zp), bidirectional controls, unassigned, private-use and surrogate
-    code points, and the Unicode non-characters.
+    paragraph separators (Zl, Zp), bidirectional controls and lone surrogates. Characters newer
+    than Python's Unicode tables (a new emoji) are allowed: UTF-8 carries them.
     """
     for char in value:
         if char in LINE_BREAKS or char in BIDI_CONTROLS:
             return _describe(char)
-        category = unicodedata.category(char)
-        if category in ("Cc", "Zl", "Zp", "Cs", "Co", "Cn"):
-            return _describe(char)
-        if 0xFDD0 <= ord(char) <= 0xFDEF or (ord(char) & 0xFFFE) == 0xFFFE:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs"):
             return _describe(char)
     return None
 

@@ -53,6 +53,12 @@ def _is_local(host: str) -> bool:
     return address.is_loopback or address.is_private or address.is_link_local
 
 
+def _trial(settings: Settings) -> Level:
+    """NEWSLETTER_DEMO is a trial on one machine: local links and an example sender are expected
+    there, so they are warnings; the demo key with a relay stays an error."""
+    return Level.WARNING if settings.demo else Level.ERROR
+
+
 def base_url_is_public(settings: Settings) -> list[Problem]:
     """With a relay, the links in every message must reach the web endpoints from outside."""
     if settings.smtp is None:
@@ -66,7 +72,7 @@ def base_url_is_public(settings: Settings) -> list[Problem]:
             f"{parts.hostname} is a local address: every unsubscribe link would point at it; "
             "set the public address, e.g. https://nieuws.example.nl"
         )
-    return [Problem(Level.ERROR, "NEWSLETTER_BASE_URL", p) for p in problems]
+    return [Problem(_trial(settings), "NEWSLETTER_BASE_URL", p) for p in problems]
 
 
 def sender_is_real(settings: Settings) -> list[Problem]:
@@ -80,7 +86,7 @@ def sender_is_real(settings: Settings) -> list[Problem]:
         reason = f"{settings.sender_domain} is reserved for examples (RFC 2606); use your own"
     else:
         return []
-    return [Problem(Level.ERROR, "NEWSLETTER_FROM", reason)]
+    return [Problem(_trial(settings), "NEWSLETTER_FROM", reason)]
 
 
 def key_is_secret(settings: Settings) -> list[Problem]:

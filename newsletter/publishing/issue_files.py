@@ -110,6 +110,8 @@ def _text_field(
     )
     if problem is not None:
         return None, [Problem(path, line, name, problem)]
+    if name == "subject":
+        text = " ".join(text.split())  # a header shows runs of spaces as one
     if len(text) > limit:
         return None, [Problem(path, line, name, f"is {len(text)} characters; at most {limit}")]
     return text, []
