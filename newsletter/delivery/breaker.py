@@ -50,12 +50,13 @@ class Breaker:
                 self._trip(f"{verdict.code} at MAIL FROM: {verdict.text}")
             if not verdict.temporary:
                 return  # a permanent refusal of one reader says nothing about the others
-            self._streak[recipient] = claimed
-            if len(self._streak) >= self.threshold:
+            if len(self._streak | {recipient: claimed}) >= self.threshold:
+                # This last try is handed back untried by its connection, not forgiven here.
                 self._trip(
-                    f"{len(self._streak)} readers in a row got a temporary refusal, "
+                    f"{self.threshold} readers in a row got a temporary refusal, "
                     f"the last: {verdict.describe()}"
                 )
+            self._streak[recipient] = claimed
 
     def _trip(self, reason: str) -> None:
         self.tripped = RelayRefuses(reason)
