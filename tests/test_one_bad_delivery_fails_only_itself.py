@@ -109,7 +109,7 @@ def test_a_relay_that_throttles_everyone_stops_the_run_without_counting_against_
         cli("send", "--now", (SUNDAY + timedelta(minutes=10)).isoformat(), env=relay)
     finally:
         controller.stop()
-    line = [ln for ln in result.stderr.splitlines() if ln.strip()][0]
+    line = next(ln for ln in result.stderr.splitlines() if ln.strip())
     assert line.startswith("Error: the relay refuses to send: 10 readers in a row")
     assert "Traceback" not in result.stderr
     assert tried <= 10 + 2, "it stops instead of hammering the relay"
