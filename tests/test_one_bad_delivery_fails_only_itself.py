@@ -73,8 +73,7 @@ def test_poisoned_readers_in_the_middle_fail_alone_and_the_rest_get_it_once(
     final = deliveries(factory)
     for email in (addresses[3], "jösé@example.com"):
         assert final[email].status is DeliveryStatus.FAILED
-        assert final[email].last_reply is not None
-        assert final[email].last_reply.startswith("the message could not be built")
+        assert (final[email].last_reply or "").startswith("the message could not be built")
 
 
 def test_an_issue_that_cannot_become_a_message_stops_at_settle_time_and_stays_queued(
