@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     smtp_daily_limit: int = Field(0, ge=0)
     inflight_window: int = Field(50, ge=1, le=10_000)
     lease_seconds: int = Field(300, ge=10)
+    database_patience_seconds: float = Field(60.0, ge=0, le=3600)
     retry_max_age_hours: float = Field(48.0, gt=0)
     # Sign-up, consent and the web pages (docs/subscribers.md).
     confirm_expiry_days: float = Field(7.0, gt=0, le=90)

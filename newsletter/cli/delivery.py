@@ -27,7 +27,7 @@ from newsletter.delivery.worker import work
 from newsletter.mail.transport import RelayRefuses, RelayUnavailable
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
 from newsletter.settings import Settings
-from newsletter.storage.db import transaction
+from newsletter.storage.db import retrying, transaction
 from newsletter.storage.models import Delivery, DeliveryStatus, Edition
 
 LOG_EVERY_SECONDS = 5.0
@@ -162,12 +162,20 @@ def send(rt: Runtime, now_text: str | None) -> None:
     clock = Clock(parse_now(now_text, settings))
     unsettled: EditionError | None = None
     try:
-        describe_settled(settle(factory, settings, clock.now()), settings)
+        # Settling twice is harmless (one edition per time), so a dropped connection retries it.
+        settled = retrying(
+            lambda: settle(factory, settings, clock.now()),
+            patience=settings.database_patience_seconds,
+        )
+        describe_settled(settled, settings)
     except EditionError as exc:
         unsettled = exc  # what was due before still goes out; the exit status says it
         click.echo(f"Error: {exc}", err=True)
     try:
-        with progress_reporter(unfinished_count(factory)) as on_batch:
+        total = retrying(
+            lambda: unfinished_count(factory), patience=settings.database_patience_seconds
+        )
+        with progress_reporter(total) as on_batch:
             report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch)
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None

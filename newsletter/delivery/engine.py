@@ -41,7 +41,6 @@ from newsletter.readers import consent, subscriptions
 from newsletter.settings import Settings
 from newsletter.storage import ledger
 from newsletter.storage.db import (
-    DATABASE_PATIENCE_SECONDS,
     DatabaseUnavailable,
     describe_error,
     is_connection_fault,
@@ -314,7 +313,8 @@ def deliver(
     senders = senders_for(engine)
     progress = Progress()
     recovered = 0
-    deadline = time.monotonic() + DATABASE_PATIENCE_SECONDS
+    patience = settings.database_patience_seconds
+    deadline = time.monotonic() + patience
     with senders.exclusive():
         while True:
             run = SendingProcess(
@@ -330,7 +330,10 @@ def deliver(
                 with senders.alive(run.shared.owner) as proof:
                     run.shared.alive_check = proof.check
                     owner = run.shared.owner
-                    recovered += retrying(lambda: senders.recover(factory, owner))  # noqa: B023
+                    recovered += retrying(
+                        lambda: senders.recover(factory, owner),  # noqa: B023
+                        patience=patience,
+                    )
                     run.run_once(on_batch)
                 break
             except DBAPIError as exc:
@@ -340,7 +343,7 @@ def deliver(
                     ) from None
                 log.warning("lost the database connection (%s); going on", describe_error(exc))
                 engine.dispose()
-    report = retrying(lambda: _report(factory))
+    report = retrying(lambda: _report(factory), patience=patience)
     return DeliveryReport(progress, recovered, report[0], report[1])
 
 

@@ -79,7 +79,7 @@ class Shared:
             with self.senders.write_turns(), transaction(self.factory) as session:
                 return unit(session)
 
-        return retrying(attempt)
+        return retrying(attempt, patience=self.settings.database_patience_seconds)
 
     def message(self, edition_id: int) -> EditionMessage:
         with self.messages_lock:

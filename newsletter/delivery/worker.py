@@ -18,7 +18,6 @@ from newsletter.delivery.senders import Senders, senders_for
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.settings import Settings
 from newsletter.storage.db import (
-    DATABASE_PATIENCE_SECONDS,
     DatabaseUnavailable,
     describe_error,
     is_connection_fault,
@@ -57,13 +56,14 @@ def work(
     idle_seconds: float = 5.0,
     pause_seconds: float = 30.0,
     on_batch: Callable[[Progress], None] | None = None,
-    patience: float = DATABASE_PATIENCE_SECONDS,
+    patience: float | None = None,
 ) -> Progress:
     """Send whatever falls due until `stop` is set. A relay outage or refusal waits, longer each
     time; a lost database connection reconnects under a new identity; a database away for
     longer than `patience` raises DatabaseUnavailable."""
     clock = clock or Clock()
     progress = Progress()
+    patience = settings.database_patience_seconds if patience is None else patience
     senders = senders_for(engine)
     relay = Backoff(pause_seconds)
     away_since: float | None = None
