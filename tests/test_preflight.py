@@ -53,7 +53,7 @@ def test_check_lists_every_problem_and_names_the_variables(cli: Cli) -> None:
 )
 def test_each_error_is_named(cli: Cli, variable: str, value: str, expected: str) -> None:
     result = cli(
-        "check", code=1, NEWSLETTER_SMTP_URL="smtp://relay.example.nl", **{variable: value}
+        "check", code=1, env={"NEWSLETTER_SMTP_URL": "smtp://relay.example.nl", variable: value}
     )
     line = next(line for line in result.stdout.splitlines() if expected in line)
     assert line.startswith(f"error: {variable}:")
