@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import itertools
+import os
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from typing import Protocol
 from newsletter.settings import Settings, SmtpConfig
 
 THROTTLE_CODES = frozenset({421, 450, 451, 454})
+# A file system that cannot make hard links (FAT, some network shares) says so with these.
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 
 
 class Kind(enum.StrEnum):
@@ -131,17 +135,26 @@ class OutboxTransport:
         return self.folder / f"{stamp}-{next(self._sequence):06d}-{_safe(recipient)}.eml"
 
     def send(self, envelope: Envelope, data: bytes) -> Verdict:
+        """Write the file whole, then give it its name: a reader never sees half a message."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            while True:
-                target = self._target(envelope.recipient)
-                try:
-                    handle = target.open("xb")  # never overwrite: another process may write too
-                except FileExistsError:
-                    continue
-                with handle:
-                    handle.write(data)
-                return ACCEPTED
+            partial = self.folder / f".{os.getpid()}-{next(self._sequence)}.partial"
+            partial.write_bytes(data)
+            try:
+                while True:
+                    target = self._target(envelope.recipient)
+                    try:
+                        os.link(partial, target)  # never overwrites
+                    except FileExistsError:
+                        continue  # another process took that name: the next sequence number
+                    except OSError as exc:
+                        if exc.errno not in _NO_LINKS:
+                            raise
+                        with target.open("xb") as handle:  # a file system without hard links
+                            handle.write(data)
+                    return ACCEPTED
+            finally:
+                partial.unlink()
         except OSError as exc:
             return Verdict(Kind.TEMPORARY, Stage.OUTBOX, None, str(exc)[:400])
 
