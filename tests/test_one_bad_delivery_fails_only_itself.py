@@ -4,6 +4,8 @@ everyone or refuses the sender (aiosmtpd relays with scripted replies)."""
 
 from __future__ import annotations
 
+import socketserver
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -156,3 +158,30 @@ def test_tried_deliveries_of_a_refused_run_keep_no_attempt_and_no_age(
     assert {d.status for d in final.values()} <= {DeliveryStatus.PENDING, DeliveryStatus.RETRY}
     assert all(d.attempts == 0 and d.first_attempt_at is None for d in final.values())
     assert all(d.next_attempt_at is None for d in final.values())
+
+
+class RefusingGreeter(socketserver.BaseRequestHandler):
+    """A relay that answers every connection with 554 and hangs up (no SMTP service for us)."""
+
+    def handle(self) -> None:
+        self.request.sendall(b"554 5.7.1 No SMTP service for you\r\n")
+
+
+def test_a_relay_that_refuses_at_the_greeting_stops_the_run_in_one_line(
+    cli: Cli, tmp_path: Path, factory: sessionmaker[Session]
+) -> None:
+    queue_and_import(cli, tmp_path, readers(3))
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), RefusingGreeter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        relay = f"smtp://127.0.0.1:{server.server_address[1]}"
+        result = cli("send", "--now", SUNDAY.isoformat(), code=1, NEWSLETTER_SMTP_URL=relay)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Error: the relay refuses to send:" in result.stderr
+    assert "554" in result.stderr
+    assert "Traceback" not in result.stderr
+    final = deliveries(factory)
+    assert all(d.attempts == 0 and d.first_attempt_at is None for d in final.values())
