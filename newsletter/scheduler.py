@@ -1,8 +1,13 @@
-"""The long-running scheduler: the weekly job on its cron, retries every minute."""
+"""The long-running scheduler: the weekly job on its cron, retries every minute.
+
+No job raises into APScheduler: a relay that refuses makes the minute's retries wait longer
+each time (never spin); a database that is away is logged in one line and tried again.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -17,12 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.delivery.engine import deliver
 from newsletter.delivery.run import Clock, DeliveryReport
 from newsletter.delivery.senders import SenderBusy
+from newsletter.delivery.worker import Backoff
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.publishing import planning
-from newsletter.publishing.editions import Settled, SettleOutcome, settle
+from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
 from newsletter.readers import signup
 from newsletter.settings import Settings
-from newsletter.storage.db import transaction
+from newsletter.storage.db import DatabaseUnavailable, describe_error, transaction
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +53,33 @@ class Jobs:
         self.engine = engine
         self.factory = factory
         self.settings = settings
+        # While the relay refuses or is away, the minute's retries wait longer each time.
+        self.relay = Backoff(RETRY_INTERVAL_SECONDS)
+        self.relay_not_before = 0.0
+
+    def _relay_failed(self, what: str, exc: Exception) -> None:
+        wait = self.relay.next_wait()
+        self.relay_not_before = time.monotonic() + wait
+        log.warning("%s: %s; trying again in %.0f s", what, exc, wait)
 
     def weekly(self) -> None:
         try:
             settled, report = run_job(self.engine, self.factory, self.settings, Clock())
-        except (SenderBusy, RelayUnavailable) as exc:
-            log.warning("weekly job: %s; the next minute's run tries again", exc)
+        except RelayUnavailable as exc:
+            self._relay_failed("weekly job", exc)
             return
+        except (SenderBusy, EditionError) as exc:
+            log.warning("weekly job: %s", exc)
+            return
+        except SQLAlchemyError as exc:
+            log.warning(
+                "weekly job: the database: %s; the next run tries again", describe_error(exc)
+            )
+            return
+        except DatabaseUnavailable as exc:
+            log.warning("weekly job: %s; the next run tries again", exc)
+            return
+        self.relay.reset()
         if settled.outcome is SettleOutcome.MISSED:
             log.warning("missed the send of %s: past the grace", settled.scheduled_at)
         elif settled.outcome is SettleOutcome.NOTHING_QUEUED:
@@ -69,11 +95,20 @@ class Jobs:
         )
 
     def deliver_due(self) -> None:
+        if time.monotonic() < self.relay_not_before:
+            return  # backing off: the relay refused or was away
         try:
             report = deliver(self.engine, self.factory, self.settings, Clock())
-        except (SenderBusy, RelayUnavailable) as exc:
+        except RelayUnavailable as exc:
+            self._relay_failed("delivering retries", exc)
+            return
+        except SenderBusy as exc:
             log.warning("delivering retries: %s", exc)
             return
+        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            log.warning("delivering retries: the database: %s", describe_error(exc))
+            return
+        self.relay.reset()
         if report.progress.handled:
             log.info(
                 "delivered due messages: sent %d, failed %d, to retry %d",
@@ -88,7 +123,9 @@ class Jobs:
             with transaction(self.factory) as session:
                 purged = signup.purge(session, self.settings, datetime.now(UTC))
         except SQLAlchemyError as exc:
-            log.warning("purging unconfirmed sign-ups: %s; tomorrow's run tries again", exc)
+            log.warning(
+                "purging unconfirmed sign-ups: %s; tomorrow's run tries again", describe_error(exc)
+            )
             return
         if purged:
             log.info("purged %d unconfirmed sign-up%s", purged, "" if purged == 1 else "s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -12,10 +13,15 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from newsletter.text import line_problem
+
 PREFIX = "NEWSLETTER_"
+MIN_KEY_LENGTH = 16
+_LIST_ID = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 DEMO_SECRET_KEY = "demo-only-secret-key-do-not-use-in-production"  # noqa: S105 - public on purpose
 
 
@@ -101,6 +107,7 @@ class Settings(BaseSettings):
     smtp_daily_limit: int = Field(0, ge=0)
     inflight_window: int = Field(50, ge=1, le=10_000)
     lease_seconds: int = Field(300, ge=10)
+    database_patience_seconds: float = Field(60.0, ge=0, le=3600)
     retry_max_age_hours: float = Field(48.0, gt=0)
     # Sign-up, consent and the web pages (docs/subscribers.md).
     confirm_expiry_days: float = Field(7.0, gt=0, le=90)
@@ -141,11 +148,18 @@ class Settings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
+        if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise ValueError(
+                "holds a space, a line break or a non-ASCII character; write the address as "
+                "plain ASCII (an internationalised domain in its xn-- form)"
+            )
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
             raise ValueError(
                 "must be an http:// or https:// address, e.g. https://nieuws.example.nl"
             )
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must not hold a '?' or '#': links are built by adding a path to it")
         return value.rstrip("/")
 
     @field_validator("secret_key")
@@ -153,8 +167,8 @@ class Settings(BaseSettings):
     def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters long")
+        if len(value.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters long")
         return value
 
     @field_validator("old_secret_keys", mode="before")
@@ -162,17 +176,53 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @field_validator("old_secret_keys")
+    @classmethod
+    def _check_old_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(value, start=1):
+            if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"key {number} is shorter than {MIN_KEY_LENGTH} characters; an old key "
+                    "must be as strong as a new one (links signed with it stay valid)"
+                )
+        return value
+
+    @field_validator("list_name", "postal_address")
+    @classmethod
+    def _check_line(cls, value: str) -> str:
+        problem = line_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return " ".join(value.split())
+
+    @field_validator("list_id")
+    @classmethod
+    def _check_list_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if len(value) > 200 or not _LIST_ID.fullmatch(value):
+            raise ValueError("must look like weekly.nieuws.example.nl (letters, digits, dots)")
+        return value
+
     @field_validator("from_")
     @classmethod
     def _check_from(cls, value: str) -> str:
+        problem = line_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         name, addr = parseaddr(value)
+        name = " ".join(name.split())  # as a header shows it: runs of spaces are one
         if not addr or "@" not in addr:
             raise ValueError("must look like 'Naam <adres@domein>'")
         try:
-            Address(display_name=name, addr_spec=addr)
+            checked = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a usable address: {exc}") from None
+        try:
+            # The address as it goes on the wire: an internationalised domain in its xn-- form.
+            return str(Address(display_name=name, addr_spec=checked.ascii_email or addr))
         except (ValueError, IndexError) as exc:
             raise ValueError(f"not a usable address: {exc}") from None
-        return value
 
     @field_validator("themes", mode="before")
     @classmethod
@@ -182,6 +232,10 @@ class Settings(BaseSettings):
     @field_validator("themes")
     @classmethod
     def _check_themes(cls, value: list[str]) -> list[str]:
+        for theme in value:
+            problem = line_problem(theme)
+            if problem is not None:
+                raise ValueError(f"the theme {theme!r} {problem}")
         if not value:
             raise ValueError("give at least one theme, e.g. loslaten,vasthouden,zachtheid")
         if len(set(value)) != len(value):

@@ -32,7 +32,8 @@ def visible(html: str) -> str:
 def test_with_the_default_names_the_footer_says_each_name_once(
     cli: Cli, tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
-    item = send_one(cli, tmp_path, smtp_server, NEWSLETTER_FROM=DEFAULT_FROM)
+    # The built-in From is refused with a relay, except in demo mode (a trial on one machine).
+    item = send_one(cli, tmp_path, smtp_server, NEWSLETTER_FROM=DEFAULT_FROM, NEWSLETTER_DEMO="on")
     html = visible(body_of(item.message, "html"))
     text = re.sub(r"\s+", " ", body_of(item.message, "plain"))
     for part in (html, text):

@@ -139,7 +139,9 @@ def _drive_and_break(
                 f"{url}/aanmelden",
                 data={"csrf_token": form_token(form.text), "email": "nieuw.geheim@example.com"},
             )
-        assert broken.status_code == 500 and "Er ging iets mis" in broken.text
+        # A missing table: a programming error on PostgreSQL (500), an operational one on
+        # SQLite, answered as a database that is away (503). Both pages are calm.
+        assert broken.status_code in (500, 503) and "Er ging iets mis" in broken.text
         assert "frame-ancestors 'none'" in broken.headers["content-security-policy"]
         assert broken.headers["referrer-policy"] == "no-referrer"
     finally:
@@ -162,7 +164,8 @@ def test_serve_prints_no_token_no_secret_and_no_whole_client_address(
         assert local_part not in printed
     assert '"GET /afmelden/… HTTP/1.1" 200' in printed
     assert '"GET /aanmelden?… HTTP/1.1" 200' in printed
-    assert "POST /aanmelden failed:" in printed and "Traceback" not in printed
+    failed = ("POST /aanmelden failed:", "POST /aanmelden: the database:")
+    assert any(line in printed for line in failed) and "Traceback" not in printed
 
 
 def test_the_access_log_is_off_unless_asked_for(

@@ -18,6 +18,7 @@ from newsletter.storage.db import (
     PendingMigrationsError,
     check_migrations,
     make_engine,
+    retrying,
     session_factory,
 )
 
@@ -47,7 +48,10 @@ class Runtime:
     def factory(self, *, check: bool = True) -> sessionmaker[Session]:
         if check:
             try:
-                check_migrations(self.engine)
+                retrying(
+                    lambda: check_migrations(self.engine),
+                    patience=self.settings.database_patience_seconds,
+                )
             except PendingMigrationsError as exc:
                 raise click.ClickException(str(exc)) from None
         return session_factory(self.engine)

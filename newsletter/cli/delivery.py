@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,15 +17,17 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
-from newsletter.delivery.engine import CapReached, deliver, retry_edition, work
+from newsletter.cli.check import refuse_to_send_wrong
+from newsletter.delivery import run as run_reads
+from newsletter.delivery.engine import CapReached, deliver, retry_edition
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
 from newsletter.delivery.run import Progress as SendProgress
 from newsletter.delivery.senders import SenderBusy
-from newsletter.mail.transport import RelayUnavailable
-from newsletter.publishing.editions import Settled, SettleOutcome, settle
+from newsletter.delivery.worker import work
+from newsletter.mail.transport import RelayRefuses, RelayUnavailable
+from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
 from newsletter.settings import Settings
-from newsletter.storage import ledger
-from newsletter.storage.db import transaction
+from newsletter.storage.db import retrying, transaction
 from newsletter.storage.models import Delivery, DeliveryStatus, Edition
 
 LOG_EVERY_SECONDS = 5.0
@@ -50,6 +53,12 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
         click.echo(
             f"Warning: nothing is queued for {when}; no email this week. "
             "Queue issues with: newsletter issues queue issues/*.md",
+            err=True,
+        )
+    elif outcome is SettleOutcome.BEHIND:
+        click.echo(
+            f"Nothing settled: --now is before the newest edition, {settled.edition_id} of "
+            f"{when} (“{settled.subject}”); time only moves forward. Due retries still go out.",
             err=True,
         )
     elif outcome is SettleOutcome.CREATED:
@@ -147,12 +156,26 @@ def describe_report(report: DeliveryReport, settings: Settings) -> None:
 def send(rt: Runtime, now_text: str | None) -> None:
     """The weekly job: settle this week's edition if due, then deliver what is due."""
     rt.require_secret_key()
+    refuse_to_send_wrong(rt.settings)
     settings = rt.settings
     factory = rt.factory()
     clock = Clock(parse_now(now_text, settings))
-    describe_settled(settle(factory, settings, clock.now()), settings)
+    unsettled: EditionError | None = None
     try:
-        with progress_reporter(unfinished_count(factory)) as on_batch:
+        # Settling twice is harmless (one edition per time), so a dropped connection retries it.
+        settled = retrying(
+            lambda: settle(factory, settings, clock.now()),
+            patience=settings.database_patience_seconds,
+        )
+        describe_settled(settled, settings)
+    except EditionError as exc:
+        unsettled = exc  # what was due before still goes out; the exit status says it
+        click.echo(f"Error: {exc}", err=True)
+    try:
+        total = retrying(
+            lambda: unfinished_count(factory), patience=settings.database_patience_seconds
+        )
+        with progress_reporter(total) as on_batch:
             report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch)
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None
@@ -162,12 +185,20 @@ def send(rt: Runtime, now_text: str | None) -> None:
             "or a later `newsletter send` goes on when the cap allows."
         )
         return
+    except RelayRefuses as exc:
+        raise click.ClickException(
+            f"{exc}. Nothing more was sent; {unfinished_count(factory)} deliveries wait "
+            "(the tries do not count against the readers). Fix the relay and run "
+            "`newsletter send` again."
+        ) from None
     except RelayUnavailable as exc:
         raise click.ClickException(
             f"{exc}\nNothing more was sent; {unfinished_count(factory)} deliveries wait. "
             "Fix the relay and run `newsletter send` again."
         ) from None
     describe_report(report, settings)
+    if unsettled is not None:
+        sys.exit(1)
 
 
 @click.command()
@@ -189,7 +220,7 @@ def status(rt: Runtime, edition: int | None) -> None:
             numeric = column in {s.value for s in states}
             table.add_column(column, justify="right" if numeric else "left")
         for item in editions:
-            per_state = ledger.counts(session, item.id)
+            per_state = run_reads.counts(session, item.id)
             table.add_row(
                 str(item.id),
                 item.scheduled_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M"),
@@ -225,6 +256,7 @@ def status(rt: Runtime, edition: int | None) -> None:
 def worker(rt: Runtime, now_text: str | None) -> None:
     """Claim and send due deliveries until stopped (SIGTERM: finish in-flight messages, exit 0)."""
     rt.require_secret_key()
+    refuse_to_send_wrong(rt.settings)
     settings = rt.settings
     factory = rt.factory()
     stop = threading.Event()

@@ -7,6 +7,7 @@ import signal
 import click
 
 from newsletter.cli._runtime import Runtime, log, pass_runtime
+from newsletter.cli.check import refuse_to_send_wrong
 from newsletter.storage.db import PendingMigrationsError
 
 # The web stack and the scheduler are imported by their commands only: `send` and `worker`
@@ -52,6 +53,7 @@ def scheduler(rt: Runtime) -> None:
     from newsletter.scheduler import Jobs, build_scheduler
 
     rt.require_secret_key()
+    refuse_to_send_wrong(rt.settings)
     factory = rt.factory()
     settings = rt.settings
     runner = build_scheduler(Jobs(rt.engine, factory, settings), settings)

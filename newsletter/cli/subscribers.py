@@ -65,7 +65,7 @@ def subscribers_add(rt: Runtime, email: str, name: str | None, basis: str | None
     ) as exc:
         raise click.ClickException(printable(str(exc))) from None
     _no_basis_note(basis)
-    click.echo(f"Added {printable(subscriber.email)}.")
+    click.echo(f"Added {printable(addresses.for_people(subscriber.email))}.")
 
 
 @subscribers.command("import")
@@ -138,7 +138,7 @@ def subscribers_list(rt: Runtime, status: str | None) -> None:
         for subscriber in session.scalars(query.execution_options(yield_per=1000)):
             since = subscriber.subscribed_at or subscriber.created_at
             table.add_row(
-                cell(subscriber.email),
+                cell(addresses.for_people(subscriber.email)),
                 cell(subscriber.name),
                 subscriber.status.value,
                 since.astimezone(rt.settings.zone).strftime("%Y-%m-%d"),

@@ -63,3 +63,8 @@ def decide(
 def skipped(claimed: Claimed, why: str) -> Decision:
     """The reader left, paused or bounced after the edition was settled."""
     return Decision(Outcome(claimed.delivery_id, DeliveryStatus.SKIPPED, None, why))
+
+
+def failed(claimed: Claimed, why: str) -> Decision:
+    """This reader's message could not be built or handed over: it fails, and only it."""
+    return Decision(Outcome(claimed.delivery_id, DeliveryStatus.FAILED, None, why[:500]))

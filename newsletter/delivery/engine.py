@@ -12,78 +12,51 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter import links
 from newsletter.delivery import decisions
+from newsletter.delivery.breaker import Breaker
 from newsletter.delivery.pacing import Caps, Pacer
-from newsletter.delivery.run import Clock, DeliveryReport, Progress, new_owner, unfinished_count
-from newsletter.delivery.senders import Senders, senders_for
-from newsletter.mail.composing import EditionMessage, Recipient
+from newsletter.delivery.run import (
+    Clock,
+    DeliveryReport,
+    Progress,
+    Shared,
+    new_owner,
+    next_retry_at,
+    unfinished_count,
+)
+from newsletter.delivery.senders import Holder, Senders, senders_for
+from newsletter.mail.composing import Recipient, wire_address
 from newsletter.mail.transport import Envelope, RelayUnavailable, Transport, make_transport
 from newsletter.readers import consent, subscriptions
 from newsletter.settings import Settings
 from newsletter.storage import ledger
-from newsletter.storage.db import transaction
-from newsletter.storage.models import DeliveryStatus, Edition
+from newsletter.storage.db import (
+    DatabaseUnavailable,
+    describe_error,
+    is_connection_fault,
+    retrying,
+)
+from newsletter.storage.models import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
 # Deliveries claimed at once by one connection; outcomes are recorded in smaller groups.
 CLAIM_SIZE = 500
+T = TypeVar("T")
 
 
 class CapReached(RuntimeError):
     """The hourly or daily cap is used up; sending resumes when the window moves on."""
-
-
-@dataclass
-class Shared:
-    """What the connections of one process share."""
-
-    factory: sessionmaker[Session]
-    settings: Settings
-    senders: Senders
-    clock: Clock
-    owner: str
-    batch_size: int
-    pacer: Pacer
-    caps: Caps
-    progress: Progress
-    stop: threading.Event  # asked from outside (SIGTERM): finish in-flight messages, then stop
-    keys: list[bytes]
-    abort: threading.Event = field(default_factory=threading.Event)  # one connection failed
-    capped: bool = False  # a connection found the hourly or daily cap used up
-    messages: dict[int, EditionMessage] = field(default_factory=dict)
-    messages_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def stopping(self) -> bool:
-        return self.stop.is_set() or self.abort.is_set()
-
-    def message(self, edition_id: int) -> EditionMessage:
-        with self.messages_lock:
-            message = self.messages.get(edition_id)
-            if message is None:
-                with self.factory() as session:
-                    edition = session.get_one(Edition, edition_id)
-                    message = EditionMessage(
-                        self.settings,
-                        subject=edition.subject,
-                        html=edition.html,
-                        text=edition.text,
-                        seed=edition.message_id_seed,
-                        archive_url=links.archive_url(self.settings.base_url)
-                        if self.settings.archive
-                        else None,
-                    )
-                self.messages[edition_id] = message
-            return message
 
 
 class ConnectionLoop:
@@ -95,32 +68,47 @@ class ConnectionLoop:
         self.lease = timedelta(seconds=shared.settings.lease_seconds)
         self.max_age = timedelta(hours=shared.settings.retry_max_age_hours)
         self.rng = random.Random()
+        self.renewed = shared.clock.now()
+
+    def claim_size(self) -> int:
+        """No more than this connection can send within half a lease at the current pace."""
+        rate = self.shared.pacer.current
+        if rate is None:
+            return CLAIM_SIZE
+        per_connection = rate / max(self.shared.connections, 1)
+        return max(1, min(CLAIM_SIZE, int(per_connection * self.lease.total_seconds() / 2)))
 
     def run(self) -> None:
         shared = self.shared
         watch = shared.senders.status_reader()
         try:
             while not shared.stopping():
-                limit = shared.caps.take(CLAIM_SIZE)
+                shared.still_alive()
+                limit = shared.caps.take(self.claim_size())
                 if limit == 0:
                     shared.capped = True  # the other connections finish what they claimed
                     return
-                with shared.senders.write_turns(), transaction(shared.factory) as session:
-                    batch = ledger.claim(
+                now = shared.clock.now()
+                batch = shared.write(
+                    lambda session, now=now, limit=limit: ledger.claim(  # type: ignore[misc]
                         session,
                         owner=shared.owner,
-                        now=shared.clock.now(),
+                        now=now,
                         lease=self.lease,
                         limit=limit,
                         skip_locked=shared.senders.skip_locked,
                     )
+                )
                 if not batch:
                     return
-                self._send_batch(batch, watch.status)
+                self.renewed = now
+                self._send_batch(batch, watch.holder)
         finally:
             watch.close()
 
-    def _send_batch(self, batch: list[ledger.Claimed], status: Callable[[int], str | None]) -> None:
+    def _send_batch(
+        self, batch: list[ledger.Claimed], holder: Callable[[int], Holder | None]
+    ) -> None:
         """Send a claimed batch, recording outcomes every `batch_size` messages.
 
         Claimed but unsent rows are never a duplicate risk (a crash puts them back untried); only
@@ -128,25 +116,51 @@ class ConnectionLoop:
         """
         shared = self.shared
         unrecorded: list[tuple[ledger.Claimed, decisions.Decision]] = []
-        handled = 0
+        handled = recorded = 0
         try:
             for item in batch:
                 if shared.stopping():
                     break  # finish in-flight work only; the rest is released below
-                if not item.active or status(item.delivery_id) == DeliveryStatus.SKIPPED:
-                    # The reader left (or bounced) after the edition was settled.
-                    unrecorded.append((item, decisions.skipped(item, "not subscribed any more")))
-                else:
-                    unrecorded.append((item, self._send_one(item)))
+                self._keep_lease(batch[recorded:])
+                decision = self._handle(item, holder(item.delivery_id))
                 handled += 1
+                if decision is not None:
+                    unrecorded.append((item, decision))
                 if len(unrecorded) >= shared.batch_size:
                     self._record(unrecorded, [])
-                    unrecorded = []
+                    unrecorded, recorded = [], handled
         finally:
-            self._record(unrecorded, [c.delivery_id for c in batch[handled:]])
+            self._record(unrecorded, batch[handled:])
+
+    def _keep_lease(self, held: list[ledger.Claimed]) -> None:
+        """Renew the lease of what this connection holds once a third of it has passed."""
+        now = self.shared.clock.now()
+        if now - self.renewed < self.lease / 3:
+            return
+        ids = [c.delivery_id for c in held]
+        until = now + self.lease
+        self.shared.write(
+            lambda session: ledger.renew(session, ids, owner=self.shared.owner, until=until)
+        )
+        self.renewed = now
+
+    def _handle(self, item: ledger.Claimed, found: Holder | None) -> decisions.Decision | None:
+        """Send one delivery if it is still ours and still due; None: leave the row alone."""
+        if found is None:
+            return None  # the row is gone: the reader was erased; never send
+        status, owner = found
+        if status == DeliveryStatus.SKIPPED or (not item.active and owner == self.shared.owner):
+            # The reader left (or bounced) after the edition was settled.
+            return decisions.skipped(item, "not subscribed any more")
+        if status != DeliveryStatus.SENDING or owner != self.shared.owner:
+            log.warning("delivery %d was taken over by another sender; not sent", item.delivery_id)
+            return None
+        return self._send_one(item)
 
     def _record(
-        self, decided: list[tuple[ledger.Claimed, decisions.Decision]], untried: list[int]
+        self,
+        decided: list[tuple[ledger.Claimed, decisions.Decision]],
+        untried: list[ledger.Claimed],
     ) -> None:
         """Outcomes, bounced readers and untried deliveries, in one transaction."""
         shared = self.shared
@@ -155,26 +169,50 @@ class ConnectionLoop:
         outcomes = [decision.outcome for _, decision in decided]
         bounced = [item.subscriber_id for item, decision in decided if decision.bounced]
         now = shared.clock.now()
-        with shared.senders.write_turns(), transaction(shared.factory) as session:
+
+        def write(session: Session) -> None:
             ledger.record(session, outcomes, owner=shared.owner, now=now)
             subscriptions.mark_bounced(
                 session, bounced, now, source=consent.Source.RELAY, detail="refused by the relay"
             )
             ledger.release(session, untried, owner=shared.owner)
+
+        shared.write(write)
         shared.progress.add(outcomes)
+
+    def _build(self, item: ledger.Claimed) -> tuple[str, bytes]:
+        shared = self.shared
+        message = shared.message(item.edition_id)
+        url = links.unsubscribe_url(shared.settings.base_url, shared.keys, item.token_id)
+        recipient = Recipient(item.delivery_id, item.email, item.name, url)
+        return wire_address(item.email), message.build(recipient, datetime.now(UTC))
 
     def _send_one(self, item: ledger.Claimed) -> decisions.Decision:
         shared = self.shared
         shared.pacer.wait()
-        message = shared.message(item.edition_id)
-        url = links.unsubscribe_url(shared.settings.base_url, shared.keys, item.token_id)
-        data = message.build(
-            Recipient(item.delivery_id, item.email, item.name, url), datetime.now(UTC)
-        )
-        verdict = self.transport.send(Envelope(message.envelope_from, item.email), data)
+        try:
+            address, data = self._build(item)
+        except Exception as exc:  # one reader's message fails only that reader
+            reason = f"the message could not be built: {type(exc).__name__}: {exc}"
+            log.warning("delivery %d failed: %s", item.delivery_id, reason)
+            return decisions.failed(item, reason)
+        envelope = Envelope(self._sender(item), address)
+        try:
+            verdict = self.transport.send(envelope, data)
+        except RelayUnavailable:
+            raise
+        except Exception as exc:  # a fault of ours mid-hand-over: this reader only
+            reason = f"unexpected error while handing over: {type(exc).__name__}: {exc}"
+            log.warning("delivery %d failed: %s", item.delivery_id, reason)
+            self.transport.close()
+            return decisions.failed(item, reason)
         if verdict.throttled:
             shared.pacer.throttled()
+        shared.breaker.see(address, item, verdict)  # raises RelayRefuses when it refuses all
         return decisions.decide(item, verdict, shared.clock.now(), self.max_age, self.rng)
+
+    def _sender(self, item: ledger.Claimed) -> str:
+        return self.shared.message(item.edition_id).envelope_from
 
 
 class SendingProcess:
@@ -191,9 +229,10 @@ class SendingProcess:
         stop: threading.Event | None = None,
         progress: Progress | None = None,
     ) -> None:
-        self.connections = settings.smtp_connections
+        connections = settings.smtp_connections
         if settings.smtp is None:
-            self.connections = 1  # the outbox is a folder; more threads gain nothing
+            connections = 1  # the outbox is a folder; more threads gain nothing
+        self.connections = connections
         self.transport_factory = transport_factory or (lambda: make_transport(settings))
         self.shared = Shared(
             factory=factory,
@@ -201,7 +240,8 @@ class SendingProcess:
             senders=senders,
             clock=clock,
             owner=new_owner(),
-            batch_size=max(1, settings.inflight_window // self.connections),
+            connections=connections,
+            batch_size=max(1, settings.inflight_window // connections),
             pacer=Pacer(settings.smtp_rate or None),
             caps=Caps(factory, settings, clock.now),
             progress=progress or Progress(),
@@ -225,6 +265,7 @@ class SendingProcess:
 
         self.shared.abort.clear()
         self.shared.capped = False
+        self.shared.breaker = Breaker()
         threads = [
             threading.Thread(target=connection_main, name=f"smtp-{i}", daemon=True)
             for i in range(self.connections)
@@ -237,13 +278,21 @@ class SendingProcess:
             if on_batch is not None:
                 on_batch(self.shared.progress)
         if errors:
+            if isinstance(errors[0], RelayUnavailable):
+                self._forgive(errors[0])
             raise errors[0]
         if on_batch is not None:
             on_batch(self.shared.progress)
         if self.shared.capped:
             raise CapReached("the hourly or daily sending cap is reached")
-        with transaction(self.shared.factory) as session:
-            ledger.finish_editions(session, self.shared.clock.now())
+        self.shared.write(lambda session: ledger.finish_editions(session, self.shared.clock.now()))
+
+    def _forgive(self, refusal: RelayUnavailable) -> None:
+        """The relay refused everyone: the streak's tries do not count against its readers."""
+        streak = self.shared.breaker.streak()
+        ids = [c.delivery_id for c in streak]
+        fresh = [c.delivery_id for c in streak if c.fresh]
+        self.shared.write(lambda session: ledger.forgive(session, ids, fresh, str(refusal)))
 
 
 def deliver(
@@ -256,75 +305,52 @@ def deliver(
     transport_factory: Callable[[], Transport] | None = None,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Send every due delivery of every edition; RelayUnavailable or CapReached stop the run."""
+    """Send every due delivery of every edition; RelayUnavailable or CapReached stop the run.
+
+    A dropped database connection starts the run again as a new sender (its claims are taken
+    back); DatabaseUnavailable when the database stays away.
+    """
     senders = senders_for(engine)
-    run = SendingProcess(
-        senders, factory, settings, clock, transport_factory=transport_factory, stop=stop
-    )
-    with senders.exclusive(), senders.alive(run.shared.owner):
-        recovered = senders.recover(factory, run.shared.owner)
-        run.run_once(on_batch)
-    with factory() as session:
-        next_retry = ledger.next_retry_at(session)
-    return DeliveryReport(run.shared.progress, recovered, unfinished_count(factory), next_retry)
-
-
-def work(
-    engine: Engine,
-    factory: sessionmaker[Session],
-    settings: Settings,
-    stop: threading.Event,
-    *,
-    clock: Clock | None = None,
-    idle_seconds: float = 5.0,
-    pause_seconds: float = 30.0,
-    on_batch: Callable[[Progress], None] | None = None,
-) -> Progress:
-    """The worker loop: send whatever falls due until `stop` is set; survives relay outages and a
-    lost database connection (it reconnects under a new identity)."""
-    clock = clock or Clock()
     progress = Progress()
-    senders = senders_for(engine)
+    recovered = 0
+    patience = settings.database_patience_seconds
+    deadline = time.monotonic() + patience
     with senders.exclusive():
-        while not stop.is_set():
-            run = SendingProcess(senders, factory, settings, clock, stop=stop, progress=progress)
+        while True:
+            run = SendingProcess(
+                senders,
+                factory,
+                settings,
+                clock,
+                transport_factory=transport_factory,
+                stop=stop,
+                progress=progress,
+            )
             try:
                 with senders.alive(run.shared.owner) as proof:
-                    _work_while_alive(
-                        run, senders, proof.check, idle_seconds, pause_seconds, on_batch
+                    run.shared.alive_check = proof.check
+                    owner = run.shared.owner
+                    recovered += retrying(
+                        lambda: senders.recover(factory, owner),  # noqa: B023
+                        patience=patience,
                     )
-            except OperationalError as exc:
-                log.warning("lost the database connection (%s); reconnecting", exc.orig)
+                    run.run_once(on_batch)
+                break
+            except DBAPIError as exc:
+                if not is_connection_fault(exc) or time.monotonic() > deadline:
+                    raise DatabaseUnavailable(
+                        f"the database is unreachable: {describe_error(exc)}"
+                    ) from None
+                log.warning("lost the database connection (%s); going on", describe_error(exc))
                 engine.dispose()
-                stop.wait(min(idle_seconds, 5.0))
-    return progress
+    report = retrying(lambda: _report(factory), patience=patience)
+    return DeliveryReport(progress, recovered, report[0], report[1])
 
 
-def _work_while_alive(
-    run: SendingProcess,
-    senders: Senders,
-    still_alive: Callable[[], None],
-    idle_seconds: float,
-    pause_seconds: float,
-    on_batch: Callable[[Progress], None] | None = None,
-) -> None:
-    stop = run.shared.stop
-    while not stop.is_set():
-        still_alive()
-        recovered = senders.recover(run.shared.factory, run.shared.owner)
-        if recovered:
-            log.info("took back %d deliveries of a sender that stopped", recovered)
-        try:
-            run.run_once(on_batch)
-        except RelayUnavailable as exc:
-            log.warning("%s; trying again in %.0f s", exc, pause_seconds)
-            stop.wait(pause_seconds)
-            continue
-        except CapReached as exc:
-            log.info("%s; waiting %.0f s", exc, pause_seconds)
-            stop.wait(pause_seconds)
-            continue
-        stop.wait(idle_seconds)
+def _report(factory: sessionmaker[Session]) -> tuple[int, datetime | None]:
+    with factory() as session:
+        next_retry = next_retry_at(session)
+    return unfinished_count(factory), next_retry
 
 
 def retry_edition(

@@ -16,13 +16,13 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage import ledger
@@ -34,10 +34,15 @@ class SenderBusy(RuntimeError):
     """Another process is already sending from this SQLite database."""
 
 
-class StatusReader(Protocol):
-    """Reads one delivery's state on a connection of its own, outside any transaction."""
+Holder = tuple[str, str | None]  # a delivery's (status, lease owner)
 
-    def status(self, delivery_id: int) -> str | None: ...
+
+class StatusReader(Protocol):
+    """Reads one delivery's state on a connection of its own, outside any transaction; a
+    dropped connection is opened anew once before the error is raised."""
+
+    def holder(self, delivery_id: int) -> Holder | None:
+        """(status, lease owner), or None when the row is gone (the reader was erased)."""
 
     def close(self) -> None: ...
 
@@ -79,11 +84,11 @@ class _SqliteStatus:
         self._lite = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         self._lite.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
-    def status(self, delivery_id: int) -> str | None:
+    def holder(self, delivery_id: int) -> Holder | None:
         row = self._lite.execute(
-            "SELECT status FROM deliveries WHERE id = ?", (delivery_id,)
+            "SELECT status, lease_owner FROM deliveries WHERE id = ?", (delivery_id,)
         ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), row[1])
 
     def close(self) -> None:
         self._lite.close()
@@ -166,14 +171,28 @@ class _AdvisoryProof:
 
 class _PostgresStatus:
     def __init__(self, engine: Engine) -> None:
-        self._pg = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        self._read: Callable[[int], Any] = lambda delivery_id: self._pg.exec_driver_sql(
-            "SELECT status FROM deliveries WHERE id = %(id)s", {"id": delivery_id}
+        self._engine = engine
+        self._pg = self._connect()
+
+    def _connect(self) -> Connection:
+        return self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _read(self, delivery_id: int) -> Any:
+        return self._pg.exec_driver_sql(
+            "SELECT status, lease_owner FROM deliveries WHERE id = %(id)s", {"id": delivery_id}
         ).first()
 
-    def status(self, delivery_id: int) -> str | None:
-        row = self._read(delivery_id)
-        return None if row is None else str(row[0])
+    def holder(self, delivery_id: int) -> Holder | None:
+        try:
+            row = self._read(delivery_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The connection dropped (a restart, a failover): one new one, then give up.
+            self._pg.close()
+            self._pg = self._connect()
+            row = self._read(delivery_id)
+        return None if row is None else (str(row[0]), row[1])
 
     def close(self) -> None:
         self._pg.close()
@@ -203,8 +222,8 @@ class PostgresSenders:
                     text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(owner)}
                 )
                 connection.commit()
-            except OperationalError:
-                pass  # the connection is gone, and the lock with it
+            except SQLAlchemyError:
+                pass  # the connection is gone (or broken), and the lock with it
             connection.close()
 
     def recover(self, factory: sessionmaker[Session], owner: str) -> int:

@@ -4,17 +4,25 @@ Building an `EmailMessage` per recipient costs milliseconds; here the headers an
 encoded once (quoted-printable, 7-bit clean), and per recipient only the To header, the
 Message-ID, the unsubscribe URL and the greeting are encoded and spliced in between soft line
 breaks. The result parses back to the same message an `EmailMessage` would give.
+
+A Message-ID reveals nothing about the list or the reader: it is a truncated HMAC of the
+edition's seed and the delivery id under the secret key, so a retry carries the same one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import quopri
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
+
+import idna
 
 from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
@@ -30,6 +38,34 @@ class Recipient:
     email: str
     name: str | None
     unsubscribe_url: str
+
+
+class MessageError(ValueError):
+    """One recipient's message cannot be built; the reason says why."""
+
+
+def wire_address(email: str) -> str:
+    """The address as it goes into the envelope and the To header: ASCII, IDNA domain."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not local.isascii():
+        raise MessageError(f"the address {email!r} cannot be sent without SMTPUTF8")
+    if domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise MessageError(f"the domain of {email!r} is not a valid IDNA name ({exc})") from None
+
+
+def _to_header(name: str | None, address: str) -> str:
+    """The To header line(s): plain for ASCII names, else RFC 2047 folded by the email package."""
+    if not name or (name.isascii() and name.isprintable()):
+        return f"To: {formataddr((name or '', address))}\r\n"
+    try:
+        block = _encoded_headers(To=str(Address(display_name=name, addr_spec=address)))
+    except (ValueError, IndexError) as exc:
+        raise MessageError(f"the reader's name cannot be written in a To header ({exc})") from None
+    return block.decode("ascii")
 
 
 def _qp(data: str) -> bytes:
@@ -85,9 +121,13 @@ class EditionMessage:
         text: str,
         seed: str,
         archive_url: str | None = None,
+        key: bytes | None = None,
     ) -> None:
         markers = Markers.for_seed(seed)
         self.seed = seed
+        key = key if key is not None else settings.secret_keys()[0]
+        # keyed_hash(key, "message-id", f"{seed}.{delivery_id}"), with the seed's part keyed once.
+        self._message_mac = hmac.new(key, f"message-id\0{seed}.".encode(), hashlib.sha256)
         self.domain = settings.sender_domain
         self.envelope_from = settings.sender.addr_spec
         self.zone = settings.zone
@@ -119,20 +159,22 @@ class EditionMessage:
         self.html = _Body(html, markers, html=True)
 
     def message_id(self, delivery_id: int) -> str:
-        """Stable per delivery, so a retry carries the same Message-ID."""
-        return f"<{self.seed}.{delivery_id}@{self.domain}>"
+        """Stable per delivery (a retry carries the same one); reveals neither list nor reader."""
+        mac = self._message_mac.copy()
+        mac.update(str(delivery_id).encode())
+        return f"<{mac.digest()[:16].hex()}@{self.domain}>"
 
     def build(self, recipient: Recipient, now: datetime) -> bytes:
-        """The full message for one recipient, CRLF line ends, 7-bit clean."""
-        to = formataddr((recipient.name or "", recipient.email), charset="utf-8")
+        """The full message for one recipient, CRLF line ends, 7-bit clean; MessageError if not."""
+        to_header = _to_header(recipient.name, wire_address(recipient.email))
         greeting_text = greeting(recipient.name)
         url = recipient.unsubscribe_url
         personal = (
-            f"To: {to}\r\n"
+            f"{to_header}"
             f"Date: {format_datetime(now.astimezone(self.zone))}\r\n"
             f"Message-ID: {self.message_id(recipient.delivery_id)}\r\n"
             f"List-Unsubscribe: <{url}>\r\n"
-        ).encode("ascii")
+        ).encode("ascii", "strict")
         return b"".join(
             (
                 self.head,
@@ -145,3 +187,10 @@ class EditionMessage:
                 self.tail,
             )
         )
+
+
+def sample(message: EditionMessage, now: datetime) -> bytes:
+    """The edition's message for a made-up reader: what settling builds once to prove it can."""
+    return message.build(
+        Recipient(0, "lezer@example.org", "Lezer", "https://example.org/afmelden/x"), now
+    )

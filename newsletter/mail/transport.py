@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import itertools
+import os
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from typing import Protocol
 from newsletter.settings import Settings, SmtpConfig
 
 THROTTLE_CODES = frozenset({421, 450, 451, 454})
+# A file system that cannot make hard links (FAT, some network shares) says so with these.
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 
 
 class Kind(enum.StrEnum):
@@ -80,6 +84,13 @@ class RelayUnavailable(ConnectionError):
     """The relay could not be reached at all: nothing was handed over."""
 
 
+class RelayRefuses(RelayUnavailable):
+    """The relay answers but refuses to send for us (EHLO, AUTH, MAIL FROM, or everyone)."""
+
+    def __str__(self) -> str:
+        return f"the relay refuses to send: {super().__str__()}"
+
+
 class Transport(Protocol):
     """Hands one message for one recipient to the next hop."""
 
@@ -124,17 +135,26 @@ class OutboxTransport:
         return self.folder / f"{stamp}-{next(self._sequence):06d}-{_safe(recipient)}.eml"
 
     def send(self, envelope: Envelope, data: bytes) -> Verdict:
+        """Write the file whole, then give it its name: a reader never sees half a message."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            while True:
-                target = self._target(envelope.recipient)
-                try:
-                    handle = target.open("xb")  # never overwrite: another process may write too
-                except FileExistsError:
-                    continue
-                with handle:
-                    handle.write(data)
-                return ACCEPTED
+            partial = self.folder / f".{os.getpid()}-{next(self._sequence)}.partial"
+            partial.write_bytes(data)
+            try:
+                while True:
+                    target = self._target(envelope.recipient)
+                    try:
+                        os.link(partial, target)  # never overwrites
+                    except FileExistsError:
+                        continue  # another process took that name: the next sequence number
+                    except OSError as exc:
+                        if exc.errno not in _NO_LINKS:
+                            raise
+                        with target.open("xb") as handle:  # a file system without hard links
+                            handle.write(data)
+                    return ACCEPTED
+            finally:
+                partial.unlink()
         except OSError as exc:
             return Verdict(Kind.TEMPORARY, Stage.OUTBOX, None, str(exc)[:400])
 
@@ -231,16 +251,23 @@ class SmtpTransport:
                 )
             else:
                 connection = smtplib.SMTP(config.host, config.port, timeout=self.timeout)
-            connection.ehlo()
+            connection.ehlo_or_helo_if_needed()  # SMTPHeloError when both are refused
             if config.security == "starttls":
                 connection.starttls(context=context)
-                connection.ehlo()
+                connection.ehlo_or_helo_if_needed()
             if config.username:
                 connection.login(config.username, config.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(connection)
-            raise RelayUnavailable(
-                f"the relay at {config.host}:{config.port} refused the login ({exc.smtp_code})"
+            raise RelayRefuses(
+                f"{config.host}:{config.port} refused the login ({exc.smtp_code})"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            # A greeting, EHLO or STARTTLS answered with a refusal: the relay is there, and says no.
+            _close_quietly(connection)
+            reply = classify(exc.smtp_code, exc.smtp_error, stage=Stage.SMTP).text
+            raise RelayRefuses(
+                f"{config.host}:{config.port} answered {exc.smtp_code} {reply}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(connection)

@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter import links
-from newsletter.mail.rendering import IssueContent, render_edition
+from newsletter.mail import composing
+from newsletter.mail.rendering import IssueContent, RenderError, render_edition
 from newsletter.publishing import planning
 from newsletter.settings import Settings
 from newsletter.storage import ledger
@@ -28,6 +29,11 @@ class SettleOutcome(enum.StrEnum):
     MISSED = "missed"  # past the misfire grace: that week is skipped
     NOTHING_QUEUED = "nothing-queued"  # no issue for any theme: no letter that week
     NO_TIME = "no-time"  # no scheduled time in the past year
+    BEHIND = "behind"  # a newer edition exists: time only moves forward, nothing settled
+
+
+class EditionError(RuntimeError):
+    """The edition's message cannot be built at all; nothing is settled, the issue stays queued."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,32 @@ def _existing(session: Session, scheduled_at: datetime) -> Settled | None:
     )
 
 
+def _newer(session: Session, scheduled_at: datetime) -> Settled | None:
+    """The newest edition, if it is later than `scheduled_at`: time only moves forward."""
+    newest = session.scalars(
+        select(Edition).order_by(Edition.scheduled_at.desc()).limit(1)
+    ).one_or_none()
+    if newest is None or newest.scheduled_at <= scheduled_at:
+        return None
+    return Settled(
+        SettleOutcome.BEHIND,
+        newest.scheduled_at,
+        newest.id,
+        theme=newest.theme,
+        subject=newest.subject,
+    )
+
+
 def settle(factory: sessionmaker[Session], settings: Settings, now: datetime) -> Settled:
-    """Create the edition of the latest scheduled time at or before now, once, within the grace."""
+    """Create the edition of the latest scheduled time at or before now, once, within the grace.
+
+    Raises EditionError when the chosen issue's message cannot be built (it stays queued).
+    """
     scheduled_at = planning.latest_time(settings, now)
     if scheduled_at is None:
         return Settled(SettleOutcome.NO_TIME, None)
     with transaction(factory) as session:
-        existing = _existing(session, scheduled_at)
+        existing = _existing(session, scheduled_at) or _newer(session, scheduled_at)
     if existing is not None:
         return existing
     if now - scheduled_at > planning.grace(settings):
@@ -91,13 +116,30 @@ def _create_edition(
         )
     issue = choice.issue
     seed = secrets.token_hex(8)
-    rendered = render_edition(
-        IssueContent(issue.subject, issue.theme, issue.question, issue.preheader, issue.body),
-        settings,
-        seed=seed,
-        send_at=scheduled_at,
-        letter_url=links.letter_url(settings.base_url, issue.slug) if settings.archive else None,
-    )
+    letter_url = links.letter_url(settings.base_url, issue.slug) if settings.archive else None
+    try:
+        rendered = render_edition(
+            IssueContent(issue.subject, issue.theme, issue.question, issue.preheader, issue.body),
+            settings,
+            seed=seed,
+            send_at=scheduled_at,
+            letter_url=letter_url,
+        )
+        message = composing.EditionMessage(
+            settings,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            seed=seed,
+            key=b"proof that it builds",
+            archive_url=links.archive_url(settings.base_url) if settings.archive else None,
+        )
+        composing.sample(message, now)
+    except (RenderError, ValueError, UnicodeError, LookupError) as exc:
+        raise EditionError(
+            f"the issue {issue.slug!r} ({issue.source_path}) cannot be made into a message: "
+            f"{exc}. Nothing was sent and it stays queued; fix it and queue it again."
+        ) from None
     edition = Edition(
         scheduled_at=scheduled_at,
         issue_id=issue.id,

@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 from newsletter.mail.images import FOLDER, ImageError, check_source
 from newsletter.mail.markup import image_refs
 from newsletter.storage.models import Issue, IssueStatus
+from newsletter.text import header_problem, line_problem
 
 REQUIRED = ("theme", "subject", "question")
 OPTIONAL = ("preheader",)
 MAX_SUBJECT = 200
 MAX_PREHEADER = 200
 MAX_QUESTION = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters a body may not hold (tab and line feed are text; CR/LF was made LF).
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 
 
@@ -89,7 +91,7 @@ def collect_paths(paths: Iterable[Path], issues_dir: Path) -> list[Path]:
 
 def _key_lines(front: str, first_line: int) -> dict[str, list[int]]:
     lines: dict[str, list[int]] = {}
-    for offset, text in enumerate(front.splitlines()):
+    for offset, text in enumerate(front.split("\n")):
         match = _KEY_LINE.match(text)
         if match:
             lines.setdefault(match.group(1), []).append(first_line + offset)
@@ -105,8 +107,16 @@ def _text_field(
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None, [Problem(path, line, name, "must be a line of text")]
     text = str(value).strip()
-    if _CONTROL.search(text):
-        return None, [Problem(path, line, name, "must be a single line without control characters")]
+    # The subject is a mail header; the others go on a page, where '=?' is harmless.
+    problem = (
+        header_problem("Subject", text)
+        if name == "subject"
+        else line_problem(text, encoded_words=True)
+    )
+    if problem is not None:
+        return None, [Problem(path, line, name, problem)]
+    if name == "subject":
+        text = " ".join(text.split())  # a header shows runs of spaces as one
     if len(text) > limit:
         return None, [Problem(path, line, name, f"is {len(text)} characters; at most {limit}")]
     return text, []
@@ -226,6 +236,11 @@ def parse_issue(path: Path, themes: Sequence[str], images: Path | None = None) -
     text = _read_text(path)
     front, meta, body = _split(path, text)
     values, problems = _check_fields(path, front, meta, themes)
+    control = _BODY_CONTROL.search(body)
+    if control is not None:
+        line = len(front.split("\n")) + body[: control.start()].count("\n")
+        found = f"U+{ord(control.group()):04X}"
+        problems.append(Problem(path, line, "body", f"holds a control character ({found})"))
     problems.extend(_image_problems(path, text, body, images or path.parent / FOLDER))
     body = body.strip("\n")
     if not body.strip():

@@ -1,17 +1,23 @@
-"""Addresses and names as the list keeps them: checked once, when they enter."""
+"""Addresses and names as the list keeps them: checked once, when they enter.
+
+An address is stored and sent in its ASCII form: an internationalised domain (`bücher.de`) as
+IDNA (`xn--bcher-kva.de`), so both spellings are one reader; people see the Unicode form
+(`for_people`). A local part that needs SMTPUTF8 is refused: no relay can be assumed to carry it.
+"""
 
 from __future__ import annotations
 
-import re
+import contextlib
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.storage.models import Subscriber
+from newsletter.text import line_problem
 
 MAX_NAME = 100
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # What the log says when the operator adds or imports a reader without giving a basis.
 NO_BASIS = "added by the operator; no basis given"
 MAX_BASIS = 500
@@ -21,35 +27,66 @@ class AddressError(ValueError):
     """An address or name that cannot be used, with the reason."""
 
 
+class NameProblem(AddressError):
+    """The name, not the address, is what cannot be used."""
+
+
 def normalise_address(email: str) -> str:
-    """The address as it will be stored; raises AddressError saying why it is refused."""
+    """The address as it will be stored and sent (ASCII, IDNA domain); raises AddressError."""
+    given = email.strip()
     try:
-        result = validate_email(email.strip(), check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(given, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise AddressError(f"{email.strip() or '(empty)'}: {exc}") from None
-    return result.normalized
+        if not given.partition("@")[0].isascii():
+            reason = (
+                "the part before the @ holds non-ASCII characters (it would need SMTPUTF8, "
+                "which a relay cannot be assumed to carry)"
+            )
+            raise AddressError(f"{given or '(empty)'}: {reason}") from None
+        raise AddressError(f"{given or '(empty)'}: {exc}") from None
+    return result.ascii_email or result.normalized
+
+
+def for_people(email: str) -> str:
+    """The address as people read it: an IDNA domain shown in Unicode."""
+    local, _, domain = email.rpartition("@")
+    if "xn--" not in domain.lower():
+        return email
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except (idna.IDNAError, UnicodeError):
+        return email
 
 
 def clean_name(name: str | None) -> str | None:
-    """A display name on one line, or None; names with control characters are refused."""
+    """A display name on one line, or None; raises NameProblem saying what is wrong with it."""
     if name is None:
         return None
-    if _CONTROL.search(name.strip()):
-        raise AddressError("the name holds control characters")
-    name = " ".join(name.split())
-    if len(name) > MAX_NAME:
-        raise AddressError(f"the name is longer than {MAX_NAME} characters")
-    return name or None
+    stripped = name.strip()
+    problem = line_problem(stripped)
+    if problem is not None:
+        raise NameProblem(f"the name {problem}")
+    cleaned = " ".join(stripped.split())
+    if len(cleaned) > MAX_NAME:
+        raise NameProblem(f"the name is longer than {MAX_NAME} characters")
+    return cleaned or None
 
 
 def address_key(email: str) -> str:
-    return email.lower()
+    """The key that makes one reader of every spelling of an address: ASCII, lower case."""
+    local, at, domain = email.strip().rpartition("@")
+    if at and not domain.isascii():
+        with contextlib.suppress(idna.IDNAError, UnicodeError):
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}{at}{domain}".lower()
 
 
 def find_by_address(session: Session, email: str) -> Subscriber | None:
+    """The reader with this address, whichever spelling of the domain either side used."""
+    keys = {address_key(email), email.strip().lower(), for_people(email.strip()).lower()}
     return session.scalars(
-        select(Subscriber).where(Subscriber.email_key == address_key(email))
-    ).one_or_none()
+        select(Subscriber).where(Subscriber.email_key.in_(sorted(keys))).order_by(Subscriber.id)
+    ).first()
 
 
 def clean_basis(basis: str | None) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -13,11 +15,60 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.resources import resource_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a unit of work is retried while the database is away (a restart, a failover).
+DATABASE_PATIENCE_SECONDS = 60.0
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database stayed away (or refused) for longer than we wait; one line, no SQL."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line about a database error: the driver's first line, never SQL or its parameters."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    first = lines[0] if lines else type(original).__name__
+    return first.split("[SQL:")[0].strip()[:300] or type(original).__name__
+
+
+def is_connection_fault(exc: BaseException) -> bool:
+    """A dropped or refused connection (worth another try), not a mistake in the statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def retrying(
+    work: Callable[[], T],
+    *,
+    patience: float = DATABASE_PATIENCE_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run a unit of work (one transaction); on a connection fault run it again, with growing
+    waits, for up to `patience` seconds; then raise DatabaseUnavailable."""
+    deadline = time.monotonic() + patience
+    wait = 0.25
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_connection_fault(exc):
+                raise
+            if time.monotonic() + wait > deadline:
+                raise DatabaseUnavailable(
+                    f"the database is unreachable: {describe_error(exc)}"
+                ) from None
+            log.warning("database connection lost (%s); trying again", describe_error(exc))
+            sleep(wait)
+            wait = min(wait * 2, 8.0)
 
 
 class PendingMigrationsError(RuntimeError):
@@ -46,14 +97,16 @@ def is_sqlite(engine: Engine) -> bool:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine; SQLite gets WAL mode, a busy timeout and foreign keys on every connection.
 
-    Its errors never show the SQL parameters (addresses, names, tokens): an error message may
-    end up in a log.
+    Its errors never show the SQL parameters (addresses, names, tokens, whole editions): an error
+    message may end up in a log.
     """
     url = _normalise_url(url)
     kwargs.setdefault("hide_parameters", True)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")

@@ -8,19 +8,23 @@ here, with the module that may cause it:
 | (none) | edition settled; reader subscribed, not paused | pending | publishing (create_edition) |
 | pending, or retry that is due | a sender claims it | sending (owner, lease) | engine (claim) |
 | sending, lease expired | another sender claims it | sending (new owner) | engine (claim) |
+| sending | its sender is still working on it | sending (lease renewed) | engine (renew) |
 | sending | the relay accepted it | sent | engine (record) |
 | sending | temporary failure within the retry age | retry (at a time) | engine (record) |
 | sending | permanent, or temporary past the age | failed | engine (record) |
 | sending | the reader left before the hand-over | skipped | engine (record) |
 | sending | handed back untried (relay down, stop) | retry, try not counted | engine (release) |
+| retry | the relay refused everyone | retry, due now, try not counted | engine (forgive) |
 | sending | its sender died | retry | engine (recover_abandoned) |
 | pending, sending, retry | reader left, paused, bounced | skipped | readers (skip_unfinished) |
 | any | the reader was erased | (row deleted) | readers (erase_reader) |
 | failed | the operator retries the edition | pending | delivery (requeue_failed) |
 
 Outcomes are written with `WHERE status = 'sending' AND lease_owner = <me>`, so a row that was
-skipped (the reader left) or reclaimed meanwhile is never overwritten. An edition is `sending`
-until none of its deliveries is unfinished, then `done` (`finish_editions`).
+skipped (the reader left) or reclaimed meanwhile is never overwritten. Before each hand-over
+the sender reads the row again: only a row that still exists, is `sending` and is owned by this
+sender is sent; a row that is gone (the reader was erased) is never sent. An edition is
+`sending` until none of its deliveries is unfinished, then `done` (`finish_editions`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -72,6 +77,7 @@ class Claimed:
     active: bool
     first_attempt_at: datetime
     attempts: int
+    fresh: bool = False  # this claim is the first try: a refusal by the relay leaves no age
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ def claim(
             active=row[6] is SubscriberStatus.SUBSCRIBED,
             first_attempt_at=row[7] or now,
             attempts=row[8],
+            fresh=row[7] is None or row[7] == now,
         )
         for row in rows
     ]
@@ -205,22 +212,61 @@ def record(session: Session, outcomes: Sequence[Outcome], *, owner: str, now: da
     )
 
 
-def release(session: Session, delivery_ids: Sequence[int], *, owner: str) -> None:
-    """Hand claimed deliveries back untried (the relay was down): the attempt does not count."""
-    if not delivery_ids:
+def release(session: Session, claimed: Sequence[Claimed], *, owner: str) -> None:
+    """Hand claimed deliveries back untried (the relay was down): no attempt, and no age."""
+    if not claimed:
         return
+    fresh = [c.delivery_id for c in claimed if c.fresh] or [-1]
     session.execute(
         update(Delivery)
         .where(
-            Delivery.id.in_(list(delivery_ids)),
+            Delivery.id.in_([c.delivery_id for c in claimed]),
             Delivery.status == DeliveryStatus.SENDING,
             Delivery.lease_owner == owner,
         )
         .values(
             status=DeliveryStatus.RETRY,
             attempts=Delivery.attempts - 1,
+            first_attempt_at=case((Delivery.id.in_(fresh), None), else_=Delivery.first_attempt_at),
             lease_owner=None,
             lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def renew(session: Session, delivery_ids: Sequence[int], *, owner: str, until: datetime) -> int:
+    """Extend the lease of deliveries this owner still holds; returns how many it holds."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(delivery_ids)),
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_owner == owner,
+        )
+        .values(lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forgive(
+    session: Session, delivery_ids: Sequence[int], fresh_ids: Sequence[int], reply: str
+) -> None:
+    """Tries the relay refused for everyone (`retry` rows): not counted, no age, due again."""
+    if not delivery_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == DeliveryStatus.RETRY)
+        .values(
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=None,
+            last_reply=reply[:500],
+            first_attempt_at=case(
+                (Delivery.id.in_(list(fresh_ids) or [-1]), None),
+                else_=Delivery.first_attempt_at,
+            ),
         )
         .execution_options(synchronize_session=False)
     )
@@ -265,21 +311,6 @@ def finish_editions(session: Session, now: datetime) -> list[int]:
             .execution_options(synchronize_session=False)
         )
     return list(done)
-
-
-def counts(session: Session, edition_id: int | None = None) -> dict[DeliveryStatus, int]:
-    """Deliveries per state, for one edition or all."""
-    query = select(Delivery.status, func.count()).group_by(Delivery.status)
-    if edition_id is not None:
-        query = query.where(Delivery.edition_id == edition_id)
-    found: dict[DeliveryStatus, int] = {status: n for status, n in session.execute(query)}
-    return {status: found.get(status, 0) for status in DeliveryStatus}
-
-
-def next_retry_at(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(Delivery.status == DeliveryStatus.RETRY)
-    )
 
 
 def requeue_failed(session: Session, edition_id: int) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -19,24 +21,39 @@ from newsletter import links
 from newsletter.mail.images import FOLDER
 from newsletter.resources import resource_dir
 from newsletter.settings import Settings
-from newsletter.storage.db import check_migrations, make_engine, session_factory
+from newsletter.storage.db import (
+    DatabaseUnavailable,
+    check_migrations,
+    describe_error,
+    make_engine,
+    session_factory,
+)
 from newsletter.web import archive, preferences, signup
 from newsletter.web.guards import BodyLimit, CatchAll, SecurityHeaders
 from newsletter.web.pages import Site, in_thread, problem, site
 
+log = logging.getLogger(__name__)
 PROBLEMS = {400: "bad_request", 404: "not_found", 405: "method", 413: "too_large"}
 READ = ["GET", "HEAD"]
 WRITE = ["POST"]
 
 
 async def healthz(request: Request) -> Response:
+    """200 'ok' when the database can be written; 503 when it cannot (down, read-only, full)."""
     engine: Engine = request.app.state.engine
 
-    def ping() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    def write_check() -> None:
+        # A write that changes nothing, rolled back: a replica, a read-only file or a database
+        # that is away all refuse it.
+        with engine.connect() as connection, connection.begin() as tx:
+            connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            tx.rollback()
 
-    await in_thread(ping)
+    try:
+        await in_thread(write_check)
+    except SQLAlchemyError as exc:
+        log.warning("health check: the database cannot be written: %s", describe_error(exc))
+        return PlainTextResponse("database unavailable", status_code=503)
     return PlainTextResponse("ok")
 
 
@@ -51,6 +68,12 @@ def _route_without_slash(request: Request) -> str | None:
         if matched is not Match.NONE:
             return str(scope["path"])
     return None
+
+
+async def database_away(request: Request, exc: Exception) -> Response:
+    """A page when the database is away: 503, one log line, no traceback, no SQL."""
+    log.warning("%s %s: the database: %s", request.method, request.url.path, describe_error(exc))
+    return problem(request, "error", 503)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -121,7 +144,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             Middleware(CatchAll, error_page=server_error),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes, too_large=too_large),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={
+            HTTPException: http_error,
+            OperationalError: database_away,
+            DatabaseUnavailable: database_away,
+        },
     )
     app.router.redirect_slashes = False  # Starlette's would take the host from the request
     app.state.site = Site(settings, session_factory(engine), templates)

@@ -80,6 +80,8 @@ def start_site(env: dict[str, str], engine: Engine, smtp: SmtpServer, **override
         **env,
         "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
         "NEWSLETTER_SMTP_URL": smtp.url,
+        # A trial on one machine: links to loopback are expected (a warning, not an error).
+        "NEWSLETTER_DEMO": "on",
         **overrides,
     }
     settings = settings_from(site_env)
