@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -12,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "NEWSLETTER_"
@@ -56,6 +57,71 @@ def parse_smtp_url(value: str) -> SmtpConfig:
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
     return SmtpConfig(parts.hostname, port, security, user, password)
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """Where the bounce mailbox is: host, security, login and the folder to read."""
+
+    host: str
+    port: int
+    security: Literal["none", "starttls", "tls"]
+    username: str
+    password: str
+    folder: str
+
+
+def parse_imap_url(value: str) -> ImapConfig:
+    """Parse imaps://user:password@host[:port]/FOLDER (or imap://, unencrypted, on loopback)."""
+    parts = urlsplit(value)
+    schemes: dict[str, tuple[Literal["none", "starttls", "tls"], int]] = {
+        "imap": ("none", 143),
+        "imaps": ("tls", 993),
+    }
+    if parts.scheme not in schemes:
+        raise ValueError("scheme must be imaps:// (or imap://, unencrypted, on loopback only)")
+    if not parts.hostname or not parts.username or parts.password is None:
+        raise ValueError("give imaps://user:password@host[:port]/FOLDER")
+    security, default_port = schemes[parts.scheme]
+    try:
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return ImapConfig(
+        parts.hostname, port, security, unquote(parts.username), unquote(parts.password), folder
+    )
+
+
+def read_dkim_key(path: Path) -> Any:
+    """A DKIM private key from a PEM file: RSA of at least 2048 bits, or Ed25519."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 2048:
+            raise ValueError(f"{path}: RSA key of {key.key_size} bits; DKIM needs at least 2048")
+        return key
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise ValueError(f"{path}: only RSA (at least 2048 bits) and Ed25519 keys sign DKIM")
+
+
+def _check_mailbox(value: str) -> str:
+    name, addr = parseaddr(value)
+    if not addr or "@" not in addr:
+        raise ValueError("must look like 'Naam <adres@domein>'")
+    try:
+        Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not a usable address: {exc}") from None
+    return value
 
 
 def _split_list(value: Any) -> Any:
@@ -108,6 +174,15 @@ class Settings(BaseSettings):
     signup_client_hourly_limit: int = Field(5, ge=1)
     consent_log_ip: bool = False
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    # Bounces, complaints, signatures and the rest of the header set (issue 10).
+    bounce_address: str | None = None
+    bounce_imap_url: SecretStr | None = None
+    soft_bounce_limit: int = Field(3, ge=1, le=100)
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
+    dkim_domain: str | None = None
+    feedback_sender_id: str = "nieuwsbrief"
+    transactional_from: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -158,14 +233,75 @@ class Settings(BaseSettings):
     @field_validator("from_")
     @classmethod
     def _check_from(cls, value: str) -> str:
-        name, addr = parseaddr(value)
-        if not addr or "@" not in addr:
-            raise ValueError("must look like 'Naam <adres@domein>'")
-        try:
-            Address(display_name=name, addr_spec=addr)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"not a usable address: {exc}") from None
+        return _check_mailbox(value)
+
+    @field_validator("transactional_from")
+    @classmethod
+    def _check_transactional_from(cls, value: str | None) -> str | None:
+        return _check_mailbox(value) if value and value.strip() else None
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _check_bounce_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        local, _, domain = value.rpartition("@")
+        if not local or not domain or not re.fullmatch(r"[A-Za-z0-9._=-]+@[A-Za-z0-9.-]+", value):
+            raise ValueError("a plain address without '+', e.g. bounces@nieuws.example.nl")
+        if len(local) > 64 - 27:  # '+' and a 26-character tag follow the local part (<= 64)
+            raise ValueError(f"the part before @ may have at most {64 - 27} characters")
         return value
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _check_imap_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_imap_url(value.get_secret_value().strip())
+        return value
+
+    @field_validator("feedback_sender_id")
+    @classmethod
+    def _check_feedback_sender_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{5,15}", value):
+            raise ValueError("5 to 15 letters, digits, '.', '_' or '-' (Gmail's SenderId)")
+        return value
+
+    @field_validator("dkim_key_file")
+    @classmethod
+    def _check_dkim_keys(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        paths = [Path(item) for item in _split_list(value)]
+        kinds = {type(read_dkim_key(path)).__name__ for path in paths}
+        if len(paths) > 2 or len(kinds) != len(paths):
+            raise ValueError("give one key, or two of different kinds (RSA,Ed25519)")
+        return value
+
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _check_dns_label(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        for name in value.split(","):  # selectors: one per key file
+            if not re.fullmatch(
+                r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[\w-]{1,63})*", name
+            ):
+                raise ValueError(f"{name!r} is not a DNS name")
+        return value.lower().replace(" ", "")
+
+    @model_validator(mode="after")
+    def _check_dkim_complete(self) -> Settings:
+        selectors = len((self.dkim_selector or "").split(",")) if self.dkim_selector else 0
+        keys = len(_split_list(self.dkim_key_file or ""))
+        if selectors != keys:
+            raise ValueError(
+                "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE go together: one selector "
+                "per key file, in the same order (e.g. nl-rsa,nl-ed with rsa.pem,ed25519.pem)"
+            )
+        return self
 
     @field_validator("themes", mode="before")
     @classmethod
@@ -219,6 +355,11 @@ class Settings(BaseSettings):
         return self.sender.domain
 
     @property
+    def transactional_sender(self) -> Address:
+        name, addr = parseaddr(self.transactional_from or self.from_)
+        return Address(display_name=name, addr_spec=addr)
+
+    @property
     def effective_list_id(self) -> str:
         return self.list_id or f"weekly.{self.sender_domain}"
 
@@ -254,5 +395,5 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{env_name(field)}: {message}")
+            lines.append(f"{env_name(field)}: {message}" if error["loc"] else message)
         raise SettingsError("\n".join(lines)) from None

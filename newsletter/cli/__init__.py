@@ -7,8 +7,11 @@ import sys
 
 import click
 
+from newsletter.cli.bounces import bounces
+from newsletter.cli.check import check
 from newsletter.cli.database import db
 from newsletter.cli.delivery import retry, send, status, worker
+from newsletter.cli.dkim import dkim
 from newsletter.cli.issues import issues
 from newsletter.cli.processes import scheduler, serve
 from newsletter.cli.subscribers import subscribers
@@ -25,4 +28,6 @@ def main() -> None:
 
 
 for command in (db, issues, subscribers, send, worker, status, retry, scheduler, serve):
+    main.add_command(command)
+for command in (bounces, dkim, check):
     main.add_command(command)

@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
+from newsletter.cli.reports import show_reports
 from newsletter.delivery.engine import CapReached, deliver, retry_edition, work
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
 from newsletter.delivery.run import Progress as SendProgress
@@ -217,6 +218,8 @@ def status(rt: Runtime, edition: int | None) -> None:
         for code, reply, count in grouped:
             failures.add_row(str(code or "—"), reply or "", str(count))
         console.print(failures)
+    if edition is not None:
+        show_reports(rt, edition)
 
 
 @click.command()

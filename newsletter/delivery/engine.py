@@ -78,6 +78,9 @@ class Shared:
                         html=edition.html,
                         text=edition.text,
                         seed=edition.message_id_seed,
+                        edition_id=edition.id,
+                        theme=edition.theme,
+                        keys=self.keys,
                     )
                 self.messages[edition_id] = message
             return message
@@ -168,7 +171,8 @@ class ConnectionLoop:
         data = message.build(
             Recipient(item.delivery_id, item.email, item.name, url), datetime.now(UTC)
         )
-        verdict = self.transport.send(Envelope(message.envelope_from, item.email), data)
+        envelope = Envelope(message.envelope_sender(item.delivery_id), item.email)
+        verdict = self.transport.send(envelope, data)
         if verdict.throttled:
             shared.pacer.throttled()
         return decisions.decide(item, verdict, shared.clock.now(), self.max_age, self.rng)
