@@ -31,6 +31,7 @@ class Mailbox:
         self.config = config
         self.timeout = timeout
         self._imap: imaplib.IMAP4 | None = None
+        self.capabilities: set[str] = set()
 
     def __enter__(self) -> Mailbox:
         config = self.config
@@ -44,6 +45,9 @@ class Mailbox:
                 imap = imaplib.IMAP4(config.host, config.port, timeout=self.timeout)
             self._imap = imap
             imap.login(config.username, config.password)
+            # Servers may offer more after the login (MOVE, UIDPLUS): ask again.
+            _, listed = imap.capability()
+            self.capabilities = set(listed[0].decode("ascii", "replace").upper().split())
             status, _ = imap.select(_quote(config.folder))
         except (OSError, imaplib.IMAP4.error) as exc:
             self.__exit__(None, None, None)
@@ -106,7 +110,7 @@ class Mailbox:
     def move(self, uid: str, folder: str) -> None:
         """Move one message to `folder` (created when missing)."""
         self.ensure_folder(folder)
-        capabilities = {c.upper() for c in self.imap.capabilities}
+        capabilities = self.capabilities
         if "MOVE" in capabilities:
             status, data = self.imap.uid("MOVE", uid, _quote(folder))
             if status == "OK":

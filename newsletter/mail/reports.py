@@ -95,7 +95,8 @@ def _addresses(message: Message, names: tuple[str, ...]) -> tuple[str, ...]:
 
 def _address_field(value: str) -> str:
     """'rfc822; Anna@Example.com' → 'anna@example.com'."""
-    return value.partition(";")[2].strip().strip("<>").lower() if ";" in value else value.lower()
+    address = value.partition(";")[2] if ";" in value else value
+    return address.strip().strip("<>").strip().lower()
 
 
 def _quoted(part: Message) -> str:
