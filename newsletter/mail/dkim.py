@@ -190,8 +190,8 @@ class Signer:
         out: list[bytes] = []
         for key in self.keys:
             tags = (
-                f" v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain};"
-                f"\r\n\ts={key.selector}; t={int(self.clock())};\r\n\t{_fold_names(names)}"
+                f" v=1; a={key.algorithm}; c=relaxed/relaxed;\r\n\td={self.domain};"
+                f" s={key.selector}; t={int(self.clock())};\r\n\t{_fold_names(names)}"
                 f"\r\n\tbh={bh};\r\n\tb="
             ).encode("ascii")
             unsigned = relaxed_header(b"DKIM-Signature", tags)[:-2]

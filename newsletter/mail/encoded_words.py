@@ -5,6 +5,10 @@ however long (a 150-character name gives a word of several hundred characters; R
 allows 75). Here a non-ASCII phrase becomes as many base64 words as it needs, each at most 75
 characters, split between characters (never inside a UTF-8 sequence) and folded onto lines of
 their own, so no header line passes 78 characters.
+
+Python's own parser (policy.default, CPython 3.11) keeps the folding space between two adjacent
+encoded words of a display name, which RFC 2047 §6.2 says to drop; RFC-conforming readers, and
+`email.header.decode_header`, join them as written here.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 FOLD = "\r\n "
 
 
-def _chunks(text: str) -> list[str]:
+def _chunks(text: str, first_bytes: int) -> list[str]:
     chunks: list[str] = []
     current: list[str] = []
     size = 0
     for char in text:
         width = len(char.encode("utf-8"))
-        if size + width > _CHUNK_BYTES:
+        if size + width > (_CHUNK_BYTES if chunks else first_bytes) and current:
             chunks.append("".join(current))
             current, size = [], 0
         current.append(char)
@@ -37,11 +41,13 @@ def _chunks(text: str) -> list[str]:
     return chunks
 
 
-def words(text: str) -> list[str]:
-    """`text` as encoded words of at most 75 characters; decoded and joined they give it back."""
+def words(text: str, first: int = MAX_WORD) -> list[str]:
+    """`text` as encoded words of at most 75 characters (the first at most `first`, to leave
+    room for the header's name); decoded and joined they give it back."""
+    first_bytes = max((min(first, MAX_WORD) - len(_PREFIX) - len(_SUFFIX)) // 4 * 3, 4)
     return [
         _PREFIX + base64.b64encode(chunk.encode("utf-8")).decode("ascii") + _SUFFIX
-        for chunk in _chunks(text)
+        for chunk in _chunks(text, first_bytes)
     ]
 
 
@@ -84,4 +90,4 @@ def unstructured(name: str, text: str) -> str:
     """A header line `Name: text` (without CRLF) with `text` folded or encoded as needed."""
     if text.isascii() and text.isprintable() and "=?" not in text:
         return f"{name}: " + _fold_ascii(text, 76 - len(name))
-    return f"{name}: " + FOLD.join(words(text))
+    return f"{name}: " + FOLD.join(words(text, first=78 - len(name) - 2))
