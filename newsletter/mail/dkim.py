@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,9 @@ def relaxed_body(body: bytes) -> bytes:
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """`name:value` per RFC 6376 §3.4.2, with its CRLF."""
-    unfolded = _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
-    return name.strip().lower() + b":" + unfolded + b"\r\n"
+    if b"\r" in value or b"\t" in value or b"  " in value:
+        value = _WSP.sub(b" ", value.replace(b"\r\n", b""))
+    return name.strip().lower() + b":" + value.strip(b" ") + b"\r\n"
 
 
 def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
@@ -141,6 +143,21 @@ def _fold_names(names: list[str]) -> str:
     return "\r\n\t".join([*lines, current])
 
 
+@lru_cache(maxsize=64)
+def _layout(present: tuple[bytes, ...]) -> tuple[tuple[int, ...], str]:
+    """For a message whose header names are `present` (lower case, in order): the indices of
+    the fields to hash, in h= order (each name's instances from the bottom up), and the folded
+    h= tag, where oversigned names appear once more than they occur. The same for every letter
+    of an edition, so computed once."""
+    names: list[str] = []
+    plan: list[int] = []
+    for name in SIGNED:
+        found = [i for i, n in enumerate(present) if n == name.encode("ascii")]
+        names += [name] * (len(found) + (name in OVERSIGNED))
+        plan += reversed(found)
+    return tuple(plan), _fold_names(names)
+
+
 def _fold_b64(value: str) -> bytes:
     return b"\r\n\t".join(value[i : i + 72].encode("ascii") for i in range(0, len(value), 72))
 
@@ -158,40 +175,17 @@ class Signer:
         self.keys = [_key(selector, private) for selector, private in keys]
         self.clock = clock
 
-    def _names(self, fields: list[tuple[bytes, bytes]]) -> list[str]:
-        present = [name.strip().lower().decode("ascii", "replace") for name, _ in fields]
-        names: list[str] = []
-        for name in SIGNED:
-            names += [name] * present.count(name)
-            if name in OVERSIGNED:
-                names.append(name)
-        return names
-
-    def _signed_headers(self, fields: list[tuple[bytes, bytes]], names: list[str]) -> bytes:
-        """The canonical headers in h= order, each instance taken from the bottom up."""
-        left: dict[str, list[tuple[bytes, bytes]]] = {}
-        for raw_name, value in fields:
-            left.setdefault(raw_name.strip().lower().decode("ascii", "replace"), []).append(
-                (raw_name, value)
-            )
-        out: list[bytes] = []
-        for name in names:
-            instances = left.get(name)
-            if instances:
-                out.append(relaxed_header(*instances.pop()))
-        return b"".join(out)
-
     def signatures(self, header_block: bytes, body_hash: bytes) -> bytes:
         """The DKIM-Signature header lines (CRLF-ended) to put before `header_block`."""
         fields = header_fields(header_block)
-        names = self._names(fields)
-        signed = self._signed_headers(fields, names)
+        plan, h_tag = _layout(tuple(name.strip().lower() for name, _ in fields))
+        signed = b"".join(relaxed_header(*fields[index]) for index in plan)
         bh = base64.b64encode(body_hash).decode("ascii")
         out: list[bytes] = []
         for key in self.keys:
             tags = (
                 f" v=1; a={key.algorithm}; c=relaxed/relaxed;\r\n\td={self.domain};"
-                f" s={key.selector}; t={int(self.clock())};\r\n\t{_fold_names(names)}"
+                f" s={key.selector}; t={int(self.clock())};\r\n\t{h_tag}"
                 f"\r\n\tbh={bh};\r\n\tb="
             ).encode("ascii")
             unsigned = relaxed_header(b"DKIM-Signature", tags)[:-2]

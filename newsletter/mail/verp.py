@@ -36,9 +36,14 @@ def _mac(key: bytes, raw_id: bytes) -> bytes:
 
 def make_tag(keys: Sequence[bytes], delivery_id: int) -> str:
     """The tag of a delivery, under the current key."""
+    return _tag(keys[0], delivery_id)
+
+
+@lru_cache(maxsize=1024)  # the Message-ID and the return path of one message share it
+def _tag(key: bytes, delivery_id: int) -> str:
     raw_id = delivery_id.to_bytes(_ID_BYTES, "big")
-    encryptor = _cipher(keys[0]).encryptor()
-    block = encryptor.update(raw_id + _mac(keys[0], raw_id)) + encryptor.finalize()
+    encryptor = _cipher(key).encryptor()
+    block = encryptor.update(raw_id + _mac(key, raw_id)) + encryptor.finalize()
     return base64.b32encode(block).decode("ascii").rstrip("=").lower()
 
 
