@@ -20,7 +20,9 @@ here, with the module that may cause it:
 
 Outcomes are written with `WHERE status = 'sending' AND lease_owner = <me>`, so a row that was
 skipped (the reader left) or reclaimed meanwhile is never overwritten. An edition is `sending`
-until none of its deliveries is unfinished, then `done` (`finish_editions`).
+until none of its deliveries is unfinished, then `done` (`finish_editions`). What comes back
+after `sent` (a bounce, a delay, a complaint) is noted on the row by `ledger_reports`, the
+ledger's second module; it never changes the state.
 """
 
 from __future__ import annotations
