@@ -77,3 +77,11 @@ def test_words_split_between_characters_not_inside_them() -> None:
             )["Subject"]
         )
         assert decoded == text
+
+
+def test_long_plain_names_are_folded_too() -> None:
+    name = " ".join(["Anna"] * 20)
+    header = "To: " + encoded_words.address(name, "anna@example.com")
+    assert max(len(line) for line in header.split("\r\n")) <= 78
+    parsed = message_from_bytes(f"{header}\r\n\r\n".encode(), policy=policy.default)
+    assert parsed["To"].addresses[0].display_name == name

@@ -70,7 +70,7 @@ def phrase(text: str) -> str:
     """A display name as a header phrase: as it is, quoted, or as folded encoded words."""
     if text.isascii() and text.isprintable():
         if _ATOM.fullmatch(text) and "  " not in text and text == text.strip():
-            return text
+            return text if len(text) <= 60 else _fold_ascii(text, 72)
         if len(text) <= 60:
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return FOLD.join(words(text))
