@@ -249,8 +249,8 @@ class Settings(BaseSettings):
         local, _, domain = value.rpartition("@")
         if not local or not domain or not re.fullmatch(r"[A-Za-z0-9._=-]+@[A-Za-z0-9.-]+", value):
             raise ValueError("a plain address without '+', e.g. bounces@nieuws.example.nl")
-        if len(local) > 64 - 27:  # '+' and a 26-character tag follow the local part (<= 64)
-            raise ValueError(f"the part before @ may have at most {64 - 27} characters")
+        if len(local) > 64 - 33:  # '+' and a 32-character tag follow the local part (<= 64)
+            raise ValueError(f"the part before @ may have at most {64 - 33} characters")
         return value
 
     @field_validator("bounce_imap_url")

@@ -152,5 +152,6 @@ class EditionMessage:
         head = self.head + personal + self.list_headers
         body = b"".join(values[p] if isinstance(p, int) else p for p in self.template)
         if self.signer is not None and self.hasher is not None:
-            head = self.signer.signatures(head, self.hasher.digest(values)) + head
+            blocks = ((self.head, True), (personal, False), (self.list_headers, True))
+            head = self.signer.signatures(blocks, self.hasher.digest(values)) + head
         return head + CRLF + body

@@ -174,12 +174,27 @@ class Signer:
         self.domain = domain
         self.keys = [_key(selector, private) for selector, private in keys]
         self.clock = clock
+        self._static: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
-    def signatures(self, header_block: bytes, body_hash: bytes) -> bytes:
-        """The DKIM-Signature header lines (CRLF-ended) to put before `header_block`."""
-        fields = header_fields(header_block)
-        plan, h_tag = _layout(tuple(name.strip().lower() for name, _ in fields))
-        signed = b"".join(relaxed_header(*fields[index]) for index in plan)
+    def _canonical(self, block: bytes, static: bool) -> list[tuple[bytes, bytes]]:
+        """(lower-case name, canonical field) per field of a header block; a block that is the
+        same for every message of an edition is canonicalised once (keyed by its bytes)."""
+        found = self._static.get(block) if static else None
+        if found is None:
+            found = [
+                (name.strip().lower(), relaxed_header(name, value))
+                for name, value in header_fields(block)
+            ]
+            if static and len(self._static) < 64:
+                self._static[block] = found
+        return found
+
+    def signatures(self, blocks: Sequence[tuple[bytes, bool]], body_hash: bytes) -> bytes:
+        """The DKIM-Signature header lines (CRLF-ended) to put before the header, given as
+        blocks of whole fields in order, each marked whether it is the same for every message."""
+        fields = [field for block, static in blocks for field in self._canonical(block, static)]
+        plan, h_tag = _layout(tuple(name for name, _ in fields))
+        signed = b"".join(fields[index][1] for index in plan)
         bh = base64.b64encode(body_hash).decode("ascii")
         out: list[bytes] = []
         for key in self.keys:
@@ -188,7 +203,8 @@ class Signer:
                 f" s={key.selector}; t={int(self.clock())};\r\n\t{h_tag}"
                 f"\r\n\tbh={bh};\r\n\tb="
             ).encode("ascii")
-            unsigned = relaxed_header(b"DKIM-Signature", tags)[:-2]
+            # Our own tags hold no runs of white space: unfolding is all relaxed asks of them.
+            unsigned = b"dkim-signature:" + tags.replace(b"\r\n\t", b" ").strip(b" ")
             signature = base64.b64encode(key.sign(signed + unsigned)).decode("ascii")
             out.append(b"DKIM-Signature:" + tags + _fold_b64(signature) + b"\r\n")
         return b"".join(out)
@@ -197,7 +213,7 @@ class Signer:
         """A whole message (CRLF line ends) with its signatures in front."""
         head, _, body = data.partition(b"\r\n\r\n")
         body_hash = hashlib.sha256(relaxed_body(body)).digest()
-        return self.signatures(head + b"\r\n", body_hash) + data
+        return self.signatures([(head + b"\r\n", False)], body_hash) + data
 
 
 def public_record(private: Any) -> str:
