@@ -185,7 +185,9 @@ class Signer:
                 (name.strip().lower(), relaxed_header(name, value))
                 for name, value in header_fields(block)
             ]
-            if static and len(self._static) < 64:
+            if static:
+                if len(self._static) >= 64:  # a long-running worker sends many editions
+                    self._static.clear()
                 self._static[block] = found
         return found
 
