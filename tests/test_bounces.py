@@ -298,3 +298,14 @@ def test_a_maildir_is_read_and_what_was_handled_moves_to_cur(
 def test_fixtures_name_our_addresses_only_through_their_placeholders() -> None:
     data = fill("postfix_511.eml", return_path="R@x", recipient="P@x", message_id="<M@x>")
     assert b"$" not in data
+
+
+def test_a_configuration_error_leaves_the_report_for_later(
+    cli_verp: Cli, tmp_path: Path, relay: SmtpServer
+) -> None:
+    first_send(cli_verp, tmp_path, relay)
+    broken = {**cli_verp.env, "NEWSLETTER_SECRET_KEY": ""}
+    done = pipe(broken, relay.handler.reports[0])
+    assert done.returncode == 75 and b"NEWSLETTER_SECRET_KEY" in done.stderr
+    bad = {**cli_verp.env, "NEWSLETTER_SOFT_BOUNCE_LIMIT": "many"}
+    assert pipe(bad, relay.handler.reports[0]).returncode == 75

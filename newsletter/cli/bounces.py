@@ -68,11 +68,15 @@ def _temporary_failure(source: str, exc: Exception) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Read every message in this Maildir's new/ and move what was handled to cur/.",
 )
-@pass_runtime
-def ingest(rt: Runtime, files: tuple[Path, ...], maildir: Path | None) -> None:
+def ingest(files: tuple[Path, ...], maildir: Path | None) -> None:
     """Read bounces, complaints and replies from FILEs, a Maildir, or standard input (one
     message, for a Postfix pipe or a .forward), and act on each."""
-    rt.require_secret_key()
+    try:  # a configuration error must not lose the message either: the MTA keeps it
+        rt = Runtime()
+        rt.require_secret_key()
+    except click.ClickException as exc:
+        click.echo(f"{exc.format_message()}\nThe message was not read; try again later.", err=True)
+        sys.exit(EX_TEMPFAIL)
     factory = rt.factory(check=False)
     for source in _sources(files, maildir):
         try:
