@@ -309,3 +309,10 @@ def test_a_configuration_error_leaves_the_report_for_later(
     assert done.returncode == 75 and b"NEWSLETTER_SECRET_KEY" in done.stderr
     bad = {**cli_verp.env, "NEWSLETTER_SOFT_BOUNCE_LIMIT": "many"}
     assert pipe(bad, relay.handler.reports[0]).returncode == 75
+
+
+def test_an_unreachable_mailbox_is_said_plainly_and_tried_again_later(cli_verp: Cli) -> None:
+    url = "imap://bounces:geheim@127.0.0.1:9/INBOX"
+    result = cli_verp("bounces", "fetch", code=75, NEWSLETTER_BOUNCE_IMAP_URL=url)
+    assert "cannot read the bounce mailbox at 127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.output

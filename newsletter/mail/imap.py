@@ -8,16 +8,35 @@ message (UIDPLUS); a server with neither keeps the copy flagged \\Deleted for th
 
 from __future__ import annotations
 
+import functools
 import imaplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any, TypeVar
 
 from newsletter.settings import ImapConfig
 
 
 class MailboxUnavailable(ConnectionError):
-    """The IMAP server could not be reached, refused the login, or has no such folder."""
+    """The IMAP server could not be reached, refused the login, has no such folder, or failed
+    in the middle of a session."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _session_errors(method: F) -> F:
+    """The session's socket and protocol errors, as MailboxUnavailable."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise MailboxUnavailable(f"the bounce mailbox failed: {exc}") from None
+
+    return guarded  # type: ignore[return-value]
 
 
 def _quote(folder: str) -> str:
@@ -78,6 +97,7 @@ class Mailbox:
         assert self._imap is not None, "use the mailbox as a context manager"
         return self._imap
 
+    @_session_errors
     def uids(self) -> list[str]:
         """Every message in the folder that is not flagged deleted, oldest first."""
         status, data = self.imap.uid("SEARCH", "UNDELETED")
@@ -85,6 +105,7 @@ class Mailbox:
             return []
         return [uid.decode("ascii") for uid in data[0].split()]
 
+    @_session_errors
     def read(self, uid: str) -> bytes | None:
         """One message's bytes, without marking it seen; None if it went away meanwhile."""
         status, data = self.imap.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -101,12 +122,14 @@ class Mailbox:
             if data is not None:
                 yield uid, data
 
+    @_session_errors
     def ensure_folder(self, folder: str) -> None:
         status, listed = self.imap.list('""', _quote(folder))
         if status == "OK" and any(item for item in listed if item):
             return
         self.imap.create(_quote(folder))
 
+    @_session_errors
     def move(self, uid: str, folder: str) -> None:
         """Move one message to `folder` (created when missing)."""
         self.ensure_folder(folder)
