@@ -25,6 +25,7 @@ import shutil
 import smtplib
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -356,6 +357,39 @@ def run_variant(args: argparse.Namespace, port: int, extra: dict[str, str]) -> d
     }
 
 
+def measure_rounds(
+    args: argparse.Namespace, port: int, keys: dict[str, dict[str, str]], wanted: list[str]
+) -> tuple[dict[str, Any], bytes]:
+    """Every variant, round after round (interleaved, so a change in the machine's load falls
+    on all of them alike), and the floor after each round; the medians, and every figure."""
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in wanted}
+    floors: list[float] = []
+    sample = b""
+    for _ in range(args.rounds):
+        for variant in wanted:
+            figures = run_variant(args, port, keys[variant])
+            sample = figures.pop("sample") or sample
+            runs[variant].append(figures)
+        if not args.no_floor:
+            floors.append(floor(port, sample, min(args.subscribers, 100_000), args.connections))
+    result: dict[str, Any] = {}
+    unsigned = statistics.median(float(r["engine_msgs_per_s"]) for r in runs["none"])
+    for variant, measured in runs.items():
+        rate = statistics.median(float(r["engine_msgs_per_s"]) for r in measured)
+        summary: dict[str, Any] = {
+            "engine_msgs_per_s": rate,
+            "ratio_to_unsigned": round(rate / unsigned, 3),
+            "rounds": measured,
+        }
+        if floors:
+            summary["ratio_to_floor"] = round(rate / statistics.median(floors), 3)
+        result[f"dkim_{variant}"] = summary
+    if floors:
+        result["floor_msgs_per_s"] = round(statistics.median(floors))
+        result["floor_rounds"] = [round(f) for f in floors]
+    return result, sample
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
@@ -365,8 +399,9 @@ def main() -> None:
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="DKIM variants: none,rsa,ed25519"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians")
     args = parser.parse_args()
-    wanted = [v for v in args.variants.split(",") if v]
+    wanted = ["none", *[v for v in args.variants.split(",") if v and v != "none"]]
     with tempfile.TemporaryDirectory(prefix="nl-keys-") as keys_dir, Sink(args.sink) as sink:
         keys = write_keys(Path(keys_dir))
         result: dict[str, Any] = {
@@ -375,25 +410,11 @@ def main() -> None:
             "subscribers": args.subscribers,
             "connections": args.connections,
             "inflight_window": 50,
+            "load_1min_at_start": round(load(), 2),
         }
-        sample = b""
-        for variant in ["none", *[v for v in wanted if v != "none"]]:
-            figures = run_variant(args, sink.port, keys[variant])
-            sample = figures.pop("sample") or sample
-            result[f"dkim_{variant}"] = figures
+        measured, sample = measure_rounds(args, sink.port, keys, wanted)
+        result.update(measured)
         result["message_bytes"] = len(sample)
-        if not args.no_floor:
-            count = min(args.subscribers, 100_000)
-            result["floor_load_1min_before"] = round(load(), 2)
-            rate = floor(sink.port, sample, count, args.connections)
-            result["floor_msgs_per_s"] = round(rate)
-            for variant in wanted:
-                figures = result[f"dkim_{variant}"]
-                figures["ratio_to_floor"] = round(figures["engine_msgs_per_s"] / rate, 3)
-        unsigned = result["dkim_none"]["engine_msgs_per_s"]
-        for variant in wanted:
-            figures = result[f"dkim_{variant}"]
-            figures["ratio_to_unsigned"] = round(figures["engine_msgs_per_s"] / unsigned, 3)
         env = environment(Path(keys_dir), sink.port, args.connections)
         os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
         result.update({k: round(v, 3) for k, v in render_costs(env).items()})
