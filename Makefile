@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN    := $(VENV)/.installed-run
 DEV    := $(VENV)/.installed-test
 
-.PHONY: demo test lint fmt bench browser clean
+.PHONY: demo test lint fmt bench browser sink clean
 
 # What the demo needs: the package and its runtime dependencies.
 $(RUN): pyproject.toml
@@ -25,6 +25,15 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Postfix's smtp-sink is the benchmark's receiving end. Installing Debian's postfix must not leave
+# a mail server running here: stop and disable the daemon the package may have started.
+sink:
+	@command -v smtp-sink >/dev/null 2>&1 || test -x /usr/sbin/smtp-sink || { \
+	  echo "Installing Debian's postfix for smtp-sink (the daemon is stopped again)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; \
+	  postfix stop >/dev/null 2>&1 || true; \
+	  systemctl disable --now postfix >/dev/null 2>&1 || true; }
+
 demo: $(RUN)
 	./scripts/demo.sh
 
@@ -41,7 +50,7 @@ fmt: $(DEV)
 test: $(DEV) browser lint
 	$(BIN)/python -m pytest -q
 
-bench: $(DEV)
+bench: $(DEV) sink
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -3,16 +3,19 @@
     .venv/bin/python -m benchmarks.run [--subscribers 100000] [--connections 2] [--sink postfix]
 
 Starts Postfix's smtp-sink on loopback (Debian package `postfix`: `apt-get install postfix`), sends
-one edition to N subscribers with `newsletter send` in a child process, then measures the floor:
-plain smtplib pushing one ready message of the same size over the same number of connections to
-the same sink. Prints messages per second for both, their ratio, peak RSS, the in-flight window,
-render costs and the machine, and writes them to benchmarks/results/.
+one edition to N subscribers with `newsletter send` in a child process, unsigned, signed with
+DKIM RSA-2048 and signed with Ed25519 (each on a fresh database), then measures the floor: plain
+smtplib in independent processes, as many as the engine's connections, pushing one ready message
+of the same size to the same sink, and the per-message cost of building and signing. Prints
+messages per second for each, their ratios, peak RSS, the load average, render and signing costs
+and the machine, and writes them to benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -22,10 +25,10 @@ import shutil
 import smtplib
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import closing
 from datetime import UTC, datetime
@@ -196,28 +199,35 @@ def sample_message(work: Path, env: dict[str, str]) -> bytes:
     return message.build(Recipient(1, "lezer0000001@example.com", "Lezer", url), datetime.now(UTC))
 
 
-def floor(port: int, data: bytes, count: int, connections: int) -> float:
-    """Plain smtplib, one ready message, `connections` threads: the protocol's own rate."""
-    per = count // connections
+def _push(port: int, data: bytes, count: int, go: Any) -> None:
+    """One floor process: plain smtplib, one ready message, reconnecting every 1,000."""
+    go.wait()
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    smtp.ehlo()
+    for i in range(count):
+        if i and i % 1000 == 0:  # the engine reconnects every 1000 messages too
+            smtp.quit()
+            smtp = smtplib.SMTP("127.0.0.1", port)
+            smtp.ehlo()
+        smtp.sendmail("nieuws@nieuws.example.nl", ["lezer@example.com"], data)
+    smtp.quit()
 
-    def push() -> None:
-        smtp = smtplib.SMTP("127.0.0.1", port)
-        smtp.ehlo()
-        for i in range(per):
-            if i and i % 1000 == 0:  # the engine reconnects every 1000 messages too
-                smtp.quit()
-                smtp = smtplib.SMTP("127.0.0.1", port)
-                smtp.ehlo()
-            smtp.sendmail("nieuws@nieuws.example.nl", ["lezer@example.com"], data)
-        smtp.quit()
 
-    threads = [threading.Thread(target=push) for _ in range(connections)]
+def floor(port: int, data: bytes, count: int, processes: int) -> float:
+    """Plain smtplib in `processes` independent processes (no shared GIL): the protocol's rate."""
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    per = count // processes
+    workers = [context.Process(target=_push, args=(port, data, per, go)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return per * connections / (time.perf_counter() - started)
+    go.set()
+    for worker in workers:
+        worker.join()
+    if any(worker.exitcode != 0 for worker in workers):
+        raise SystemExit("a floor process failed")
+    return per * processes / (time.perf_counter() - started)
 
 
 def render_costs(env: dict[str, str]) -> dict[str, float]:
@@ -266,40 +276,151 @@ def machine() -> dict[str, str]:
     }
 
 
+VARIANTS = ("none", "rsa", "ed25519")
+
+
+def write_keys(folder: Path) -> dict[str, dict[str, str]]:
+    """A test RSA-2048 and Ed25519 key; the NEWSLETTER_DKIM_* variables of each variant."""
+    from newsletter.mail.dkim import generate_key
+
+    variants: dict[str, dict[str, str]] = {"none": {}}
+    for kind in ("rsa", "ed25519"):
+        path = folder / f"{kind}.pem"
+        path.write_bytes(generate_key(kind)[0])
+        variants[kind] = {"NEWSLETTER_DKIM_SELECTOR": kind, "NEWSLETTER_DKIM_KEY_FILE": str(path)}
+    return variants
+
+
+def signing_costs(env: dict[str, str], keys: dict[str, dict[str, str]]) -> dict[str, float]:
+    """Microseconds per message: building it unsigned and signed, and the signature alone."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from newsletter.config_values import read_dkim_key
+    from newsletter.mail.composing import EditionMessage, Recipient
+    from newsletter.mail.rendering import IssueContent, render_edition
+    from newsletter.settings import load_settings
+
+    content = IssueContent(
+        "Onderwerp", "loslaten", "Wat mag je loslaten?", "Kort.", "Tekst.\n" * 400
+    )
+    rendered = render_edition(content, load_settings(), seed="sign0000", send_at=datetime.now(UTC))
+    recipients = [Recipient(i, f"l{i}@example.com", "Lezer", f"https://x.nl/afmelden/{i:043d}")
+                  for i in range(2000)]  # fmt: skip
+    costs: dict[str, float] = {}
+    for variant, extra in keys.items():
+        settings = load_settings(
+            **{k.removeprefix("NEWSLETTER_").lower(): v for k, v in extra.items()}
+        )
+        message = EditionMessage(settings, subject=rendered.subject, html=rendered.html,
+                                 text=rendered.text, seed="sign0000")  # fmt: skip
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        for recipient in recipients:
+            message.build(recipient, now)
+        costs[f"build_us_{variant}"] = (time.perf_counter() - started) / len(recipients) * 1e6
+        if extra:
+            key = read_dkim_key(Path(extra["NEWSLETTER_DKIM_KEY_FILE"]))
+            started = time.perf_counter()
+            for _ in range(500):
+                if variant == "rsa":
+                    key.sign(b"x" * 600, padding.PKCS1v15(), hashes.SHA256())
+                else:
+                    key.sign(b"x" * 32)
+            costs[f"signature_only_us_{variant}"] = (time.perf_counter() - started) / 500 * 1e6
+    costs["message_bytes_for_costs"] = float(len(message.build(recipients[0], now)))
+    return costs
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def run_variant(args: argparse.Namespace, port: int, extra: dict[str, str]) -> dict[str, Any]:
+    """One whole `newsletter send` of a fresh edition to N subscribers, with these settings."""
+    with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
+        work = Path(tmp)
+        env = {**environment(work, port, args.connections), **extra}
+        t0 = time.perf_counter()
+        populate(work / "bench.db", args.subscribers)
+        populate_s = time.perf_counter() - t0
+        load_before = load()
+        wall, engine_rate, peak_kib = run_send(env)
+        data = sample_message(work, env) if not extra else b""
+    return {
+        "populate_s": round(populate_s, 2),
+        "send_wall_s": round(wall, 2),
+        "engine_msgs_per_s": engine_rate,
+        "end_to_end_msgs_per_s": round(args.subscribers / wall),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "load_1min_before": round(load_before, 2),
+        "sample": data,
+    }
+
+
+def measure_rounds(
+    args: argparse.Namespace, port: int, keys: dict[str, dict[str, str]], wanted: list[str]
+) -> tuple[dict[str, Any], bytes]:
+    """Every variant, round after round (interleaved, so a change in the machine's load falls
+    on all of them alike), and the floor after each round; the medians, and every figure."""
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in wanted}
+    floors: list[float] = []
+    sample = b""
+    for _ in range(args.rounds):
+        for variant in wanted:
+            figures = run_variant(args, port, keys[variant])
+            sample = figures.pop("sample") or sample
+            runs[variant].append(figures)
+        if not args.no_floor:
+            floors.append(floor(port, sample, min(args.subscribers, 100_000), args.connections))
+    result: dict[str, Any] = {}
+    unsigned = statistics.median(float(r["engine_msgs_per_s"]) for r in runs["none"])
+    for variant, measured in runs.items():
+        rate = statistics.median(float(r["engine_msgs_per_s"]) for r in measured)
+        summary: dict[str, Any] = {
+            "engine_msgs_per_s": rate,
+            "ratio_to_unsigned": round(rate / unsigned, 3),
+            "rounds": measured,
+        }
+        if floors:
+            summary["ratio_to_floor"] = round(rate / statistics.median(floors), 3)
+        result[f"dkim_{variant}"] = summary
+    if floors:
+        result["floor_msgs_per_s"] = round(statistics.median(floors))
+        result["floor_rounds"] = [round(f) for f in floors]
+    return result, sample
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default="postfix")
     parser.add_argument("--no-floor", action="store_true", help="skip the smtplib floor")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="DKIM variants: none,rsa,ed25519"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp, Sink(args.sink) as sink:
-        work = Path(tmp)
-        env = environment(work, sink.port, args.connections)
-        t0 = time.perf_counter()
-        populate(work / "bench.db", args.subscribers)
-        populate_s = time.perf_counter() - t0
-        wall, engine_rate, peak_kib = run_send(env)
-        result: dict[str, object] = {
+    wanted = ["none", *[v for v in args.variants.split(",") if v and v != "none"]]
+    with tempfile.TemporaryDirectory(prefix="nl-keys-") as keys_dir, Sink(args.sink) as sink:
+        keys = write_keys(Path(keys_dir))
+        result: dict[str, Any] = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "sink": "postfix smtp-sink" if args.sink == "postfix" else "aiosmtpd sink (Python)",
             "subscribers": args.subscribers,
             "connections": args.connections,
             "inflight_window": 50,
-            "populate_s": round(populate_s, 2),
-            "send_wall_s": round(wall, 2),
-            "engine_msgs_per_s": engine_rate,
-            "end_to_end_msgs_per_s": round(args.subscribers / wall),
-            "peak_rss_mib": round(peak_kib / 1024, 1),
+            "load_1min_at_start": round(load(), 2),
         }
-        data = sample_message(work, env)
-        result["message_bytes"] = len(data)
-        if not args.no_floor:
-            count = min(args.subscribers, 100_000)
-            rate = floor(sink.port, data, count, args.connections)
-            result["floor_msgs_per_s"] = round(rate)
-            result["ratio"] = round(engine_rate / rate, 3)
+        measured, sample = measure_rounds(args, sink.port, keys, wanted)
+        result.update(measured)
+        result["message_bytes"] = len(sample)
+        env = environment(Path(keys_dir), sink.port, args.connections)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
         result.update({k: round(v, 3) for k, v in render_costs(env).items()})
+        result.update({k: round(v, 1) for k, v in signing_costs(env, keys).items()})
+        result["load_1min_after"] = round(load(), 2)
         result["machine"] = machine()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{args.subscribers}-{args.connections}c-{args.sink}.json"

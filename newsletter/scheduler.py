@@ -1,4 +1,5 @@
-"""The long-running scheduler: the weekly job on its cron, retries every minute.
+"""The long-running scheduler: the weekly job on its cron, retries every minute, and the bounce
+mailbox every few minutes when NEWSLETTER_BOUNCE_IMAP_URL is set.
 
 No job raises into APScheduler: a relay that refuses makes the minute's retries wait longer
 each time (never spin); a database that is away is logged in one line and tried again.
@@ -19,10 +20,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.delivery import bounces
 from newsletter.delivery.engine import deliver
 from newsletter.delivery.run import Clock, DeliveryReport
 from newsletter.delivery.senders import SenderBusy
 from newsletter.delivery.worker import Backoff
+from newsletter.mail.imap import MailboxUnavailable
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.publishing import planning
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
@@ -36,6 +39,8 @@ WEEKLY_JOB_ID = "weekly-send"
 RETRY_JOB_ID = "deliver-due"
 RETRY_INTERVAL_SECONDS = 60
 PURGE_JOB_ID = "purge-unconfirmed"
+BOUNCES_JOB_ID = "bounces-fetch"
+BOUNCES_INTERVAL_MINUTES = 5
 
 
 def run_job(
@@ -131,6 +136,17 @@ class Jobs:
             log.info("purged %d unconfirmed sign-up%s", purged, "" if purged == 1 else "s")
 
 
+def fetch_bounces(factory: sessionmaker[Session], settings: Settings) -> None:
+    """`newsletter bounces fetch` as a job: read the bounce mailbox; never raises."""
+    try:
+        fetched = bounces.fetch(factory, settings, datetime.now(UTC))
+    except (MailboxUnavailable, SQLAlchemyError) as exc:
+        log.warning("reading the bounce mailbox: %s; the next run tries again", exc)
+        return
+    if any(fetched.moved.values()):
+        log.info("bounce mailbox: %s", {k.value: n for k, n in fetched.moved.items() if n})
+
+
 def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
     """APScheduler 3 with the weekly cron: coalescing, one run at a time, the misfire grace."""
     grace_seconds = int(planning.grace(settings).total_seconds())
@@ -155,4 +171,7 @@ def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
         jobs.deliver_due, IntervalTrigger(seconds=RETRY_INTERVAL_SECONDS), id=RETRY_JOB_ID
     )
     scheduler.add_job(jobs.purge_unconfirmed, CronTrigger(hour=3, minute=17), id=PURGE_JOB_ID)
+    if settings.bounce_imap_url is not None:
+        trigger = IntervalTrigger(minutes=BOUNCES_INTERVAL_MINUTES)
+        scheduler.add_job(fetch_bounces, trigger, args=(jobs.factory, settings), id=BOUNCES_JOB_ID)
     return scheduler

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from newsletter.config_values import (
+    SmtpConfig,
+    check_mailbox,
+    parse_imap_url,
+    parse_smtp_url,
+    read_dkim_key,
+)
 from newsletter.text import line_problem
 
 PREFIX = "NEWSLETTER_"
@@ -27,41 +32,6 @@ DEMO_SECRET_KEY = "demo-only-secret-key-do-not-use-in-production"  # noqa: S105 
 
 class SettingsError(ValueError):
     """A configuration value is missing or wrong; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    """Where and how to reach the SMTP relay."""
-
-    host: str
-    port: int
-    security: Literal["none", "starttls", "tls"]
-    username: str | None
-    password: str | None
-
-
-def parse_smtp_url(value: str) -> SmtpConfig:
-    """Parse smtp://, smtp+starttls:// or smtps:// URLs with optional user:password@."""
-    parts = urlsplit(value)
-    schemes: dict[str, tuple[Literal["none", "starttls", "tls"], int]] = {
-        "smtp": ("none", 25),
-        "smtp+starttls": ("starttls", 587),
-        "smtps": ("tls", 465),
-    }
-    if parts.scheme not in schemes:
-        raise ValueError(
-            f"scheme must be smtp://, smtp+starttls:// or smtps://, not {parts.scheme or 'none'}"
-        )
-    if not parts.hostname:
-        raise ValueError("the URL has no host")
-    security, default_port = schemes[parts.scheme]
-    try:
-        port = parts.port or default_port
-    except ValueError as exc:
-        raise ValueError(f"bad port: {exc}") from None
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return SmtpConfig(parts.hostname, port, security, user, password)
 
 
 def _split_list(value: Any) -> Any:
@@ -122,6 +92,15 @@ class Settings(BaseSettings):
     # `serve`'s access log: off, as the consent text promises no click log; when on, paths
     # without tokens and client addresses shortened (newsletter/web/logs.py).
     access_log: bool = False
+    # Bounces, complaints, signatures and the rest of the header set (issue 10).
+    bounce_address: str | None = None
+    bounce_imap_url: SecretStr | None = None
+    soft_bounce_limit: int = Field(3, ge=1, le=100)
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
+    dkim_domain: str | None = None
+    feedback_sender_id: str = "nieuwsbrief"
+    transactional_from: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -207,22 +186,75 @@ class Settings(BaseSettings):
     @field_validator("from_")
     @classmethod
     def _check_from(cls, value: str) -> str:
-        problem = line_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        name, addr = parseaddr(value)
-        name = " ".join(name.split())  # as a header shows it: runs of spaces are one
-        if not addr or "@" not in addr:
-            raise ValueError("must look like 'Naam <adres@domein>'")
-        try:
-            checked = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
-        except EmailNotValidError as exc:
-            raise ValueError(f"not a usable address: {exc}") from None
-        try:
-            # The address as it goes on the wire: an internationalised domain in its xn-- form.
-            return str(Address(display_name=name, addr_spec=checked.ascii_email or addr))
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"not a usable address: {exc}") from None
+        return check_mailbox(value)
+
+    @field_validator("transactional_from")
+    @classmethod
+    def _check_transactional_from(cls, value: str | None) -> str | None:
+        return check_mailbox(value) if value and value.strip() else None
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _check_bounce_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        local, _, domain = value.rpartition("@")
+        if not local or not domain or not re.fullmatch(r"[A-Za-z0-9._=-]+@[A-Za-z0-9.-]+", value):
+            raise ValueError("a plain address without '+', e.g. bounces@nieuws.example.nl")
+        if len(local) > 64 - 33:  # '+' and a 32-character tag follow the local part (<= 64)
+            raise ValueError(f"the part before @ may have at most {64 - 33} characters")
+        return value
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _check_imap_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_imap_url(value.get_secret_value().strip())
+        return value
+
+    @field_validator("feedback_sender_id")
+    @classmethod
+    def _check_feedback_sender_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{5,15}", value):
+            raise ValueError("5 to 15 letters, digits, '.', '_' or '-' (Gmail's SenderId)")
+        return value
+
+    @field_validator("dkim_key_file")
+    @classmethod
+    def _check_dkim_keys(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        paths = [Path(item) for item in _split_list(value)]
+        kinds = {type(read_dkim_key(path)).__name__ for path in paths}
+        if len(paths) > 2 or len(kinds) != len(paths):
+            raise ValueError("give one key, or two of different kinds (RSA,Ed25519)")
+        return value
+
+    @field_validator("dkim_selector", "dkim_domain")
+    @classmethod
+    def _check_dns_label(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        for name in value.split(","):  # selectors: one per key file
+            if not re.fullmatch(
+                r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[\w-]{1,63})*", name
+            ):
+                raise ValueError(f"{name!r} is not a DNS name")
+        return value.lower().replace(" ", "")
+
+    @model_validator(mode="after")
+    def _check_dkim_complete(self) -> Settings:
+        selectors = len((self.dkim_selector or "").split(",")) if self.dkim_selector else 0
+        keys = len(_split_list(self.dkim_key_file or ""))
+        if selectors != keys:
+            raise ValueError(
+                "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE go together: one selector "
+                "per key file, in the same order (e.g. nl-rsa,nl-ed with rsa.pem,ed25519.pem)"
+            )
+        return self
 
     @field_validator("themes", mode="before")
     @classmethod
@@ -280,6 +312,11 @@ class Settings(BaseSettings):
         return self.sender.domain
 
     @property
+    def transactional_sender(self) -> Address:
+        name, addr = parseaddr(self.transactional_from or self.from_)
+        return Address(display_name=name, addr_spec=addr)
+
+    @property
     def effective_list_id(self) -> str:
         return self.list_id or f"weekly.{self.sender_domain}"
 
@@ -315,5 +352,5 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{env_name(field)}: {message}")
+            lines.append(f"{env_name(field)}: {message}" if error["loc"] else message)
         raise SettingsError("\n".join(lines)) from None

@@ -42,6 +42,11 @@ EXPECTED_HEADERS = {
     "list-unsubscribe",
     "list-unsubscribe-post",
     "list-id",
+    "list-help",
+    "list-post",
+    "list-archive",
+    "feedback-id",
+    "content-language",
     "precedence",
     "auto-submitted",
     "mime-version",
@@ -243,8 +248,14 @@ def build_and_check(
     if settings is None or content is None:
         return False
     rendered = render_edition(content, settings, seed="0123456789abcdef", send_at=SEND_AT)
-    message = EditionMessage(settings, subject=rendered.subject, html=rendered.html,
-                             text=rendered.text, seed="0123456789abcdef")  # fmt: skip
+    message = EditionMessage(
+        settings,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        seed="0123456789abcdef",
+        archive_url=links.archive_url(settings.base_url),
+    )
     token_id = new_token_id()
     keys = settings.secret_keys()
     url = links.unsubscribe_url(settings.base_url, keys, token_id)

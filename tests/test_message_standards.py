@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from email.utils import parsedate_to_datetime
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.utils import parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -179,3 +181,40 @@ def test_the_visible_html_asks_exactly_one_question(sent: list[Received]) -> Non
     body = re.sub(r"<style.*?</style>", " ", body, flags=re.S)
     visible = re.sub(r"<[^>]+>", " ", body)
     assert visible.count("?") == 1
+
+
+ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def test_the_rest_of_the_list_header_set(sent: list[Received]) -> None:
+    feedback_ids = set()
+    for item in sent:
+        m = item.message
+        assert m.get_all("List-Post") == ["NO"]
+        assert m.get_all("Content-Language") == ["nl"]
+        assert m.get_all("List-Help") == [m["List-Unsubscribe"]]  # the reader's own page
+        values = m.get_all("Feedback-ID", [])
+        assert len(values) == 1
+        assert re.fullmatch(r"(?:[^:\s]+:){0,3}[\w.-]{5,15}", values[0])
+        feedback_ids.add(values[0])
+    assert feedback_ids == {"e1:loslaten:letter:nieuwsbrief"}  # the same for every reader
+
+
+def test_encoded_words_are_at_most_75_characters(
+    cli: Cli, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    long_name = "Ëlsa-Marijke van den Heuvel-Østergård " * 2
+    subject = "Zachtheid – een ‘kleine’ oefening voor één week, " * 3
+    cli("issues", "queue", str(write_issue(tmp_path / "issues", "een", subject=subject.strip())))
+    cli("subscribers", "add", "anna@example.com", "--name", long_name.strip())
+    cli("send", "--now", "2026-11-29T07:00", env={"NEWSLETTER_SMTP_URL": smtp_server.url})
+    (item,) = smtp_server.received
+    head = header_block(item.data)
+    words = ENCODED_WORD.findall(head)
+    assert words and max(map(len, words)) <= 75
+    # Lines of at most 78, except the URLs, which are never folded (RFC 2369 §2).
+    long = [ln for ln in head.split(b"\r\n") if len(ln) > 78]
+    assert all(ln.startswith((b"List-Unsubscribe:", b"List-Help:")) for ln in long), long
+    raw_to = message_from_bytes(head + b"\r\n\r\n", policy=policy.compat32)["To"]
+    assert parseaddr(str(make_header(decode_header(raw_to))))[0] == long_name.strip()
+    assert str(item.message["Subject"]) == subject.strip()

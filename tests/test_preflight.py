@@ -18,10 +18,21 @@ from tests.support.relays import SmtpServer
 SUNDAY = "2026-11-29T07:00"
 
 
-def test_a_sound_production_configuration_passes(cli: Cli, smtp_server: SmtpServer) -> None:
-    result = cli("check", NEWSLETTER_SMTP_URL=smtp_server.url,
-                 NEWSLETTER_POSTAL_ADDRESS="Dorpsstraat 1, 1234 AB Ergens")  # fmt: skip
-    assert "0 errors, 0 warnings" in result.stdout
+def test_a_sound_production_configuration_passes(
+    cli: Cli, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    key = tmp_path / "nl2026.pem"
+    cli("dkim", "keygen", "--selector", "nl2026", "--out", str(key))
+    result = cli(
+        "check",
+        NEWSLETTER_SMTP_URL=smtp_server.url,
+        NEWSLETTER_POSTAL_ADDRESS="Dorpsstraat 1, 1234 AB Ergens",
+        NEWSLETTER_DKIM_SELECTOR="nl2026",
+        NEWSLETTER_DKIM_KEY_FILE=str(key),
+        NEWSLETTER_BOUNCE_ADDRESS="bounces@nieuws.example.nl",
+        NEWSLETTER_BOUNCE_IMAP_URL="imaps://bounces:geheim@imap.nieuws.example.nl/INBOX",
+    )
+    assert "0 errors, 0 warnings" in result.stdout, result.stdout
 
 
 def test_check_lists_every_problem_and_names_the_variables(cli: Cli) -> None:
@@ -39,7 +50,8 @@ def test_check_lists_every_problem_and_names_the_variables(cli: Cli) -> None:
     assert "error: NEWSLETTER_FROM: is the built-in default" in out
     assert "error: NEWSLETTER_SECRET_KEY: is the public demo key" in out
     assert "warning: NEWSLETTER_POSTAL_ADDRESS: is empty" in out
-    assert "4 errors, 1 warning" in out
+    assert "warning: NEWSLETTER_DKIM_KEY_FILE:" in out and "relay must sign" in out
+    assert "4 errors, 3 warnings" in out
 
 
 @pytest.mark.parametrize(

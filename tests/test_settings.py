@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.settings import SettingsError, load_settings, parse_smtp_url
+from newsletter.config_values import parse_smtp_url
+from newsletter.settings import SettingsError, load_settings
 from tests.support.cli import Cli
 
 

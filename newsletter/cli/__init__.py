@@ -9,9 +9,11 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.cli.bounces import bounces
 from newsletter.cli.check import check
 from newsletter.cli.database import db
 from newsletter.cli.delivery import retry, send, status, worker
+from newsletter.cli.dkim import dkim
 from newsletter.cli.issues import issues
 from newsletter.cli.processes import scheduler, serve
 from newsletter.cli.subscribers import subscribers
@@ -44,5 +46,18 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (db, issues, subscribers, send, worker, status, retry, scheduler, serve, check):
+for command in (
+    db,
+    issues,
+    subscribers,
+    send,
+    worker,
+    status,
+    retry,
+    scheduler,
+    serve,
+    check,
+    bounces,
+    dkim,
+):
     main.add_command(command)

@@ -23,7 +23,7 @@ def check() -> None:
     for problem in problems:
         click.echo(str(problem))
     errors = sum(1 for p in problems if p.level is preflight.Level.ERROR)
-    warnings = len(problems) - errors
+    warnings = sum(1 for p in problems if p.level is preflight.Level.WARNING)
     relay = f"the relay {settings.smtp.host}" if settings.smtp else "the outbox folder (no relay)"
     counted = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     click.echo(f"Checked the configuration for sending through {relay}: {counted}.")

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
 from newsletter.cli.check import refuse_to_send_wrong
+from newsletter.cli.reports import show_reports
 from newsletter.delivery import run as run_reads
 from newsletter.delivery.engine import CapReached, deliver, retry_edition
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
@@ -248,6 +249,8 @@ def status(rt: Runtime, edition: int | None) -> None:
         for code, reply, count in grouped:
             failures.add_row(str(code or "—"), reply or "", str(count))
         console.print(failures)
+    if edition is not None:
+        show_reports(rt, edition)
 
 
 @click.command()

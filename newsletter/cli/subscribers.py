@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from newsletter.cli._runtime import Runtime, console, pass_runtime
 from newsletter.cli._terminal import TerminalWriter, cell, json_text, printable
-from newsletter.readers import addresses, csv_format, importing, privacy, subscriptions
+from newsletter.readers import addresses, consent, csv_format, importing, privacy, subscriptions
 from newsletter.storage.db import transaction
 from newsletter.storage.models import Subscriber, SubscriberStatus
 
@@ -126,26 +126,40 @@ def _import_summary(csv_file: Path, report: importing.ImportReport, basis: str |
 @click.option("--status", type=click.Choice([s.value for s in SubscriberStatus]), default=None)
 @pass_runtime
 def subscribers_list(rt: Runtime, status: str | None) -> None:
-    """List subscribers with their status."""
+    """List subscribers with their status; for those who left or bounced, why."""
     query = select(Subscriber).order_by(Subscriber.id)
     if status:
         query = query.where(Subscriber.status == SubscriberStatus(status))
-    table = Table()
-    for column in ("email", "name", "status", "since"):
-        table.add_column(column)
-    count = 0
+    rows: list[tuple[str, str, str, str, int | None]] = []
+    gone = (SubscriberStatus.BOUNCED, SubscriberStatus.UNSUBSCRIBED)
     with rt.factory()() as session:
         for subscriber in session.scalars(query.execution_options(yield_per=1000)):
             since = subscriber.subscribed_at or subscriber.created_at
-            table.add_row(
-                cell(addresses.for_people(subscriber.email)),
-                cell(subscriber.name),
-                subscriber.status.value,
-                since.astimezone(rt.settings.zone).strftime("%Y-%m-%d"),
+            rows.append(
+                (
+                    addresses.for_people(subscriber.email),
+                    subscriber.name or "",
+                    subscriber.status.value,
+                    since.astimezone(rt.settings.zone).strftime("%Y-%m-%d"),
+                    subscriber.id if subscriber.status in gone else None,
+                )
             )
-            count += 1
+        # Why those who left or bounced did: their latest such entry in the consent log.
+        reasons = consent.latest_reasons(session, [row[4] for row in rows if row[4] is not None])
+    table = Table()
+    # The "why" column only when someone left or bounced: the table stays narrow otherwise.
+    columns = (
+        ("email", "name", "status", "since", "why")
+        if reasons
+        else ("email", "name", "status", "since")
+    )
+    for column in columns:
+        table.add_column(column)
+    for *cells, subscriber_id in rows:
+        why = [reasons.get(subscriber_id, "") if subscriber_id else ""] if reasons else []
+        table.add_row(*(cell(text) for text in (*cells, *why)))
     console.print(table)
-    console.print(f"{count} subscriber{'s' if count != 1 else ''}.")
+    console.print(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}.")
 
 
 def _address(email: str) -> str:

@@ -39,7 +39,7 @@ from newsletter.mail.composing import Recipient, wire_address
 from newsletter.mail.transport import Envelope, RelayUnavailable, Transport, make_transport
 from newsletter.readers import consent, subscriptions
 from newsletter.settings import Settings
-from newsletter.storage import ledger
+from newsletter.storage import ledger, ledger_editions
 from newsletter.storage.db import (
     DatabaseUnavailable,
     describe_error,
@@ -68,7 +68,8 @@ class ConnectionLoop:
         self.lease = timedelta(seconds=shared.settings.lease_seconds)
         self.max_age = timedelta(hours=shared.settings.retry_max_age_hours)
         self.rng = random.Random()
-        self.renewed = shared.clock.now()
+        # Leases are on the wall clock (ledger docstring); this one only times the renewals.
+        self.renewed = time.monotonic()
 
     def claim_size(self) -> int:
         """No more than this connection can send within half a lease at the current pace."""
@@ -97,11 +98,12 @@ class ConnectionLoop:
                         lease=self.lease,
                         limit=limit,
                         skip_locked=shared.senders.skip_locked,
+                        wall=datetime.now(UTC),
                     )
                 )
                 if not batch:
                     return
-                self.renewed = now
+                self.renewed = time.monotonic()
                 self._send_batch(batch, watch.holder)
         finally:
             watch.close()
@@ -134,15 +136,14 @@ class ConnectionLoop:
 
     def _keep_lease(self, held: list[ledger.Claimed]) -> None:
         """Renew the lease of what this connection holds once a third of it has passed."""
-        now = self.shared.clock.now()
-        if now - self.renewed < self.lease / 3:
+        if time.monotonic() - self.renewed < self.lease.total_seconds() / 3:
             return
         ids = [c.delivery_id for c in held]
-        until = now + self.lease
+        until = datetime.now(UTC) + self.lease
         self.shared.write(
             lambda session: ledger.renew(session, ids, owner=self.shared.owner, until=until)
         )
-        self.renewed = now
+        self.renewed = time.monotonic()
 
     def _handle(self, item: ledger.Claimed, found: Holder | None) -> decisions.Decision | None:
         """Send one delivery if it is still ours and still due; None: leave the row alone."""
@@ -212,7 +213,8 @@ class ConnectionLoop:
         return decisions.decide(item, verdict, shared.clock.now(), self.max_age, self.rng)
 
     def _sender(self, item: ledger.Claimed) -> str:
-        return self.shared.message(item.edition_id).envelope_from
+        """The return path: a VERP address naming the delivery, or the From address."""
+        return self.shared.message(item.edition_id).envelope_sender(item.delivery_id)
 
 
 class SendingProcess:
@@ -285,7 +287,9 @@ class SendingProcess:
             on_batch(self.shared.progress)
         if self.shared.capped:
             raise CapReached("the hourly or daily sending cap is reached")
-        self.shared.write(lambda session: ledger.finish_editions(session, self.shared.clock.now()))
+        self.shared.write(
+            lambda session: ledger_editions.finish_editions(session, self.shared.clock.now())
+        )
 
     def _forgive(self, refusal: RelayUnavailable) -> None:
         """The relay refused everyone: the streak's tries do not count against its readers."""
@@ -363,5 +367,7 @@ def retry_edition(
     """
     restored = 0
     if include_bounced:
-        restored = subscriptions.restore_bounced(session, ledger.failed_readers(edition_id), now)
-    return ledger.requeue_failed(session, edition_id), restored
+        restored = subscriptions.restore_bounced(
+            session, ledger_editions.failed_readers(edition_id), now
+        )
+    return ledger_editions.requeue_failed(session, edition_id), restored

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from newsletter.mail import checks
 from newsletter.settings import DEMO_SECRET_KEY, Settings, SettingsError
 
 DEFAULT_FROM_ADDRESS = "nieuwsbrief@example.org"
@@ -24,6 +25,7 @@ LOCAL_NAMES = ("localhost", "local", "localdomain", "internal")
 class Level(enum.StrEnum):
     ERROR = "error"  # every message would be wrong: sending refuses to start
     WARNING = "warning"
+    NOTE = "note"  # worth knowing (e.g. the DNS record to publish); not a problem
 
 
 @dataclass(frozen=True)
@@ -146,19 +148,37 @@ def domains_agree(settings: Settings) -> list[Problem]:
     ]
 
 
+_LEVELS = {"problem": Level.ERROR, "warning": Level.WARNING, "note": Level.NOTE}
+
+
+def messages_are_signed(settings: Settings) -> list[Problem]:
+    """DKIM: a test message signed and verified, and the record to publish (mail/checks.py)."""
+    variable = "NEWSLETTER_DKIM_KEY_FILE"
+    return [Problem(_LEVELS[f.level], variable, f.text) for f in checks.dkim_checks(settings)]
+
+
+def bounces_come_back(settings: Settings) -> list[Problem]:
+    """The bounce address the VERP return paths are built on (mail/checks.py)."""
+    variable = "NEWSLETTER_BOUNCE_ADDRESS"
+    return [Problem(_LEVELS[f.level], variable, f.text) for f in checks.bounce_checks(settings)]
+
+
 CHECKS: list[Callable[[Settings], list[Problem]]] = [
     base_url_is_public,
     sender_is_real,
     key_is_secret,
     postal_address_given,
     domains_agree,
+    messages_are_signed,
+    bounces_come_back,
 ]
 
 
 def check(settings: Settings) -> list[Problem]:
     """Every problem every check finds, errors first."""
     problems = [problem for each in CHECKS for problem in each(settings)]
-    return sorted(problems, key=lambda p: p.level is not Level.ERROR)
+    order = {Level.ERROR: 0, Level.WARNING: 1, Level.NOTE: 2}
+    return sorted(problems, key=lambda p: order[p.level])
 
 
 def errors(settings: Settings) -> list[Problem]:

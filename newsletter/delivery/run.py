@@ -94,7 +94,9 @@ class Shared:
                         html=edition.html,
                         text=edition.text,
                         seed=edition.message_id_seed,
-                        key=self.keys[0],
+                        edition_id=edition.id,
+                        theme=edition.theme,
+                        keys=self.keys,
                         archive_url=links.archive_url(self.settings.base_url)
                         if self.settings.archive
                         else None,

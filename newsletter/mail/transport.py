@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from newsletter.settings import Settings, SmtpConfig
+from newsletter.config_values import SmtpConfig
+from newsletter.settings import Settings
 
 THROTTLE_CODES = frozenset({421, 450, 451, 454})
 # A file system that cannot make hard links (FAT, some network shares) says so with these.

@@ -16,7 +16,7 @@ from newsletter.mail import composing
 from newsletter.mail.rendering import IssueContent, RenderError, render_edition
 from newsletter.publishing import planning
 from newsletter.settings import Settings
-from newsletter.storage import ledger
+from newsletter.storage import ledger_editions
 from newsletter.storage.db import transaction
 from newsletter.storage.models import Edition, EditionStatus, IssueStatus
 
@@ -131,7 +131,7 @@ def _create_edition(
             html=rendered.html,
             text=rendered.text,
             seed=seed,
-            key=b"proof that it builds",
+            keys=[b"proof that it builds"],
             archive_url=links.archive_url(settings.base_url) if settings.archive else None,
         )
         composing.sample(message, now)
@@ -151,7 +151,7 @@ def _create_edition(
         status=EditionStatus.SENDING,
         created_at=now,
     )
-    recipients = ledger.create_edition(session, edition)
+    recipients = ledger_editions.create_edition(session, edition)
     issue.status = IssueStatus.SENT
     return Settled(
         SettleOutcome.CREATED,

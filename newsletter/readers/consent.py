@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Insert, insert, literal, select
+from sqlalchemy import ColumnElement, Insert, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,8 @@ class Source:
     CLI = "cli"  # `newsletter subscribers …`
     IMPORT = "import"  # `newsletter subscribers import`
     RELAY = "relay"  # the relay refused the address for good
+    DSN = "dsn"  # a delivery status notification (or an MTA's bounce) said the address is gone
+    COMPLAINT = "complaint"  # the reader marked a letter as spam (an ARF report came back)
     MIGRATION = "migration"  # on the list before consent was recorded
 
 
@@ -142,6 +144,29 @@ def events_of(session: Session, subscriber_ids: Sequence[int]) -> list[ConsentEv
             .order_by(ConsentEvent.subscriber_id, ConsentEvent.id)
         )
     )
+
+
+def latest_reasons(session: Session, subscriber_ids: Sequence[int]) -> dict[int, str]:
+    """Why each of these readers left the list: the source and detail of their latest bounce or
+    unsubscribe in the log, e.g. 'dsn: 5.1.1 user unknown' or 'complaint'."""
+    leaving = [ConsentEventKind.BOUNCED, ConsentEventKind.UNSUBSCRIBED]
+    reasons: dict[int, str] = {}
+    for start in range(0, len(subscriber_ids), 1000):  # within every database's bind limit
+        chunk = list(subscriber_ids[start : start + 1000])
+        latest = (
+            select(func.max(ConsentEvent.id))
+            .where(ConsentEvent.subscriber_id.in_(chunk), ConsentEvent.event.in_(leaving))
+            .group_by(ConsentEvent.subscriber_id)
+        )
+        rows = session.execute(
+            select(ConsentEvent.subscriber_id, ConsentEvent.source, ConsentEvent.detail).where(
+                ConsentEvent.id.in_(latest.scalar_subquery())
+            )
+        ).all()
+        for sid, source, detail in rows:
+            if sid is not None:
+                reasons[sid] = f"{source}: {detail}" if detail else source
+    return reasons
 
 
 def shorten_ip(host: str | None) -> str | None:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent
-from newsletter.storage import ledger
+from newsletter.storage import ledger_editions
 from newsletter.storage.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -71,7 +71,7 @@ def forget(session: Session, keys: Sequence[bytes], email: str, now: datetime) -
     ).one_or_none()
     if subscriber is not None:
         session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber.id))
-        ledger.erase_reader(session, subscriber.id)
+        ledger_editions.erase_reader(session, subscriber.id)
         session.execute(delete(Subscriber).where(Subscriber.id == subscriber.id))
         session.expunge(subscriber)
     already = suppressed_since(session, keys, email) is not None

@@ -16,7 +16,7 @@ from newsletter.readers.addresses import (
     find_by_address,
     normalise_address,
 )
-from newsletter.storage import ledger
+from newsletter.storage import ledger_editions
 from newsletter.storage.models import ConsentEventKind, Subscriber, SubscriberStatus
 from newsletter.tokens import new_token_id
 
@@ -100,7 +100,7 @@ def unsubscribe(
 
 
 def _skip_unfinished(session: Session, subscriber: Subscriber, now: datetime, why: str) -> None:
-    ledger.skip_unfinished(session, [subscriber.id], why, now)
+    ledger_editions.skip_unfinished(session, [subscriber.id], why, now)
     session.flush()
 
 
@@ -215,7 +215,7 @@ def mark_bounced(
         .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
         .execution_options(synchronize_session=False)
     )
-    ledger.skip_unfinished(session, subscriber_ids, "address bounced", now)
+    ledger_editions.skip_unfinished(session, subscriber_ids, "address bounced", now)
 
 
 def restore_bounced(session: Session, among: Select[int], now: datetime) -> int:

@@ -1,11 +1,12 @@
-"""The delivery ledger: the one module that writes deliveries and editions.
+"""The delivery ledger: with `ledger_editions` and `ledger_reports`, the one writer of deliveries
+and editions. This module is the senders' side: claims, outcomes, leases, hand-backs.
 
 Every delivery of an edition is a row that moves through these states; each move is one function
 here, with the module that may cause it:
 
-| state | event | next state | caused by (function) |
+| state | event | next state | caused by (`E.`: `ledger_editions.`) |
 |---|---|---|---|
-| (none) | edition settled; reader subscribed, not paused | pending | publishing (create_edition) |
+| (none) | edition settled; reader on the list | pending | publishing (E.create_edition) |
 | pending, or retry that is due | a sender claims it | sending (owner, lease) | engine (claim) |
 | sending, lease expired | another sender claims it | sending (new owner) | engine (claim) |
 | sending | its sender is still working on it | sending (lease renewed) | engine (renew) |
@@ -16,35 +17,34 @@ here, with the module that may cause it:
 | sending | handed back untried (relay down, stop) | retry, try not counted | engine (release) |
 | retry | the relay refused everyone | retry, due now, try not counted | engine (forgive) |
 | sending | its sender died | retry | engine (recover_abandoned) |
-| pending, sending, retry | reader left, paused, bounced | skipped | readers (skip_unfinished) |
-| any | the reader was erased | (row deleted) | readers (erase_reader) |
-| failed | the operator retries the edition | pending | delivery (requeue_failed) |
+| pending, sending, retry | reader left, paused, bounced | skipped | readers (E.skip_unfinished) |
+| any | the reader was erased | (row deleted) | readers (E.erase_reader) |
+| failed | the operator retries the edition | pending | delivery (E.requeue_failed) |
 
-Outcomes are written with `WHERE status = 'sending' AND lease_owner = <me>`, so a row that was
-skipped (the reader left) or reclaimed meanwhile is never overwritten. Before each hand-over
-the sender reads the row again: only a row that still exists, is `sending` and is owned by this
-sender is sent; a row that is gone (the reader was erased) is never sent. An edition is
-`sending` until none of its deliveries is unfinished, then `done` (`finish_editions`).
+Leases are on the wall clock, never on a job's `--now` clock: two senders started with
+different `--now` times must agree on when a lease runs out. Outcomes are written with
+`WHERE status = 'sending' AND lease_owner = <me>`, so a row that was skipped (the reader left)
+or reclaimed meanwhile is never overwritten. Before each hand-over the sender reads the row
+again: only a row that still exists, is `sending` and is owned by this sender is sent; a row
+that is gone (the reader was erased) is never sent. An edition is `sending` until none of its
+deliveries is unfinished, then `done` (`E.finish_editions`). What comes back after `sent` (a
+bounce, a delay, a complaint) is noted on the row by `ledger_reports`; it never changes the
+state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
-    Select,
     Table,
     and_,
     bindparam,
     case,
-    delete,
-    exists,
     func,
-    insert,
-    literal,
     or_,
     select,
     update,
@@ -52,11 +52,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from newsletter.storage.models import (
-    UNFINISHED,
     Delivery,
     DeliveryStatus,
-    Edition,
-    EditionStatus,
     Subscriber,
     SubscriberStatus,
 )
@@ -92,16 +89,24 @@ class Outcome:
 
 
 def _claim_ids(
-    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int, skip_locked: bool
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_locked: bool,
+    wall: datetime,
 ) -> list[int]:
     """Take up to `limit` due deliveries: expired leases, retries whose time has come, pending.
 
     One query per kind, each a range scan of the (status, id) index in id order: a single query
     with an OR over the kinds made SQLite scan the table from its start on every claim, past
-    every delivery already sent.
+    every delivery already sent. Leases are on the wall clock (`wall`), shared by every sender;
+    retry times and ages on the job's clock (`now`, which `--now` may set).
     """
     kinds = (
-        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at <= now),
+        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at <= wall),
         and_(
             Delivery.status == DeliveryStatus.RETRY,
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
@@ -122,7 +127,7 @@ def _claim_ids(
             .values(
                 status=DeliveryStatus.SENDING,
                 lease_owner=owner,
-                lease_expires_at=now + lease,
+                lease_expires_at=wall + lease,
                 attempts=Delivery.attempts + 1,
                 first_attempt_at=func.coalesce(Delivery.first_attempt_at, now),
             )
@@ -133,11 +138,28 @@ def _claim_ids(
 
 
 def claim(
-    session: Session, *, owner: str, now: datetime, lease: timedelta, limit: int, skip_locked: bool
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    skip_locked: bool,
+    wall: datetime | None = None,
 ) -> list[Claimed]:
-    """Claim up to `limit` due deliveries for `owner`, with what is needed to send them."""
+    """Claim up to `limit` due deliveries for `owner`, with what is needed to send them.
+
+    `now` is the job's clock (retries due, first attempts); `wall`, the real time the leases
+    are on (default: now, the real time).
+    """
     claimed_ids = _claim_ids(
-        session, owner=owner, now=now, lease=lease, limit=limit, skip_locked=skip_locked
+        session,
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        skip_locked=skip_locked,
+        wall=wall or datetime.now(UTC),
     )
     if not claimed_ids:
         return []
@@ -293,103 +315,3 @@ def recover_abandoned(session: Session, *, live_owners: Sequence[str] | None = N
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def finish_editions(session: Session, now: datetime) -> list[int]:
-    """Mark editions with no unfinished delivery left as done; returns their ids."""
-    unfinished = exists().where(
-        Delivery.edition_id == Edition.id, Delivery.status.in_(list(UNFINISHED))
-    )
-    done = session.scalars(
-        select(Edition.id).where(Edition.status == EditionStatus.SENDING, ~unfinished)
-    ).all()
-    if done:
-        session.execute(
-            update(Edition)
-            .where(Edition.id.in_(done))
-            .values(status=EditionStatus.DONE, finished_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return list(done)
-
-
-def requeue_failed(session: Session, edition_id: int) -> int:
-    """Put an edition's failed deliveries back in the queue; returns how many."""
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED)
-        .values(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=None,
-            first_attempt_at=None,
-            finished_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    requeued = int(result.rowcount)  # type: ignore[attr-defined]
-    if requeued:
-        session.execute(
-            update(Edition)
-            .where(Edition.id == edition_id)
-            .values(status=EditionStatus.SENDING, finished_at=None)
-            .execution_options(synchronize_session=False)
-        )
-    return requeued
-
-
-def failed_readers(edition_id: int) -> Select[int]:
-    """The readers whose delivery of this edition failed (a query, for the readers' side)."""
-    return select(Delivery.subscriber_id).where(
-        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED
-    )
-
-
-def skip_unfinished(
-    session: Session, subscriber_ids: Sequence[int], why: str, now: datetime
-) -> None:
-    """These readers get nothing more of any edition: their unfinished deliveries are skipped.
-
-    A delivery a sender holds right now is skipped too; the sender sees it before the hand-over
-    and its `record` leaves the row alone.
-    """
-    if not subscriber_ids:
-        return
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id.in_(list(subscriber_ids)), Delivery.status.in_(UNFINISHED))
-        .values(status=DeliveryStatus.SKIPPED, last_reply=why, finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def erase_reader(session: Session, subscriber_id: int) -> None:
-    """Delete every delivery row of an erased reader."""
-    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
-
-
-def create_edition(session: Session, edition: Edition) -> int:
-    """Store a settled edition with one pending delivery per reader due it; returns how many.
-
-    Due: subscribed, and not paused past the edition's scheduled time.
-    """
-    session.add(edition)
-    session.flush()
-    scheduled_at = edition.scheduled_at
-    session.execute(
-        insert(Delivery).from_select(
-            ["edition_id", "subscriber_id", "status", "attempts"],
-            select(
-                literal(edition.id),
-                Subscriber.id,
-                literal(DeliveryStatus.PENDING.value),
-                literal(0),
-            ).where(
-                Subscriber.status == SubscriberStatus.SUBSCRIBED,
-                Subscriber.paused_until.is_(None) | (Subscriber.paused_until <= scheduled_at),
-            ),
-        )
-    )
-    # rowcount of INSERT … SELECT is -1 on psycopg 3; count what was written instead.
-    return session.scalar(select(func.count()).where(Delivery.edition_id == edition.id)) or 0

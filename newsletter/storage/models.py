@@ -204,6 +204,12 @@ class Delivery(Base):
     last_code: Mapped[int | None] = mapped_column(Integer())
     last_reply: Mapped[str | None] = mapped_column(String(500))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What came back after it was sent (`ledger_reports`): the strongest report so far, hard
+    # (the address is gone) over soft (full, delayed, blocked), a complaint over both; code, text.
+    report_kind: Mapped[str | None] = mapped_column(String(16))
+    report_status: Mapped[str | None] = mapped_column(String(32))
+    report_text: Mapped[str | None] = mapped_column(String(500))
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id"),

@@ -1,0 +1,131 @@
+"""Checks of the sending set-up that `newsletter check` runs: DKIM and the bounce address.
+
+Each returns findings (problems, warnings and notes); nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import dkim as dkimpy
+
+from newsletter.config_values import read_dkim_key
+from newsletter.mail import dkim
+from newsletter.settings import Settings
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # problem | warning | note
+    text: str
+
+
+RELAY_MUST_SIGN = (
+    "No NEWSLETTER_DKIM_SELECTOR / NEWSLETTER_DKIM_KEY_FILE: the messages leave unsigned, so the "
+    "relay must sign them with DKIM for the From domain, and must sign and oversign "
+    "List-Unsubscribe-Post (and List-Unsubscribe), or Gmail offers no one-click unsubscribe "
+    "(RFC 8058 §4). OpenDKIM and rspamd leave it out by default: see the README's "
+    "'Signing at the relay'."
+)
+
+
+def test_message(settings: Settings) -> bytes:
+    """A message with every header the letters carry, for signing and verifying."""
+    url = f"{settings.base_url}/afmelden/test"
+    lines = [
+        f"From: {settings.sender.addr_spec}",
+        f"To: test@{settings.sender_domain}",
+        "Subject: DKIM test",
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: <dkim-test@{settings.sender_domain}>",
+        f"List-Id: <{settings.effective_list_id}>",
+        f"List-Unsubscribe: <{url}>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        f"Feedback-ID: test:mail:{settings.feedback_sender_id}",
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="utf-8"',
+        "",
+        "Een test.",
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii")
+
+
+def _aligned(signing: str, from_domain: str) -> bool:
+    signing, from_domain = signing.lower(), from_domain.lower()
+    return from_domain == signing or from_domain.endswith("." + signing)
+
+
+def dkim_checks(settings: Settings) -> list[Finding]:
+    """Sign a test message, verify it with dkimpy against the records to publish, say which."""
+    signer = dkim.signer_for(settings)
+    if signer is None:
+        return [Finding("warning", RELAY_MUST_SIGN)]
+    records = {
+        f"{selector}._domainkey.{signer.domain}": (
+            selector,
+            dkim.public_record(read_dkim_key(path)),
+        )
+        for selector, path in dkim.key_paths(settings)
+    }
+
+    def dns(query: bytes | str, timeout: int = 5) -> bytes:
+        wanted = query.decode() if isinstance(query, bytes) else query
+        found = records.get(wanted.rstrip("."))
+        return found[1].encode() if found else b""
+
+    signed = signer.sign_message(test_message(settings))
+    findings: list[Finding] = []
+    for index, (selector, record) in enumerate(records.values()):
+        ok = dkimpy.DKIM(signed).verify(idx=index, dnsfunc=dns)
+        algorithm = record.split("k=")[1].split(";")[0]
+        if ok:
+            line = dkim.zone_line(selector, signer.domain, record)
+            findings.append(
+                Finding("note", f"DKIM ({algorithm}): a test message verifies; publish\n  {line}")
+            )
+        else:
+            findings.append(Finding("problem", f"DKIM ({algorithm}): the test signature fails"))
+    if not _aligned(signer.domain, settings.sender_domain):
+        findings.append(
+            Finding(
+                "warning",
+                f"DKIM signs for {signer.domain}, which is not the From domain "
+                f"{settings.sender_domain} or a parent of it: DMARC will not align.",
+            )
+        )
+    return findings
+
+
+def bounce_checks(settings: Settings) -> list[Finding]:
+    """Where bounces go, and whether the return path aligns with the From domain (SPF)."""
+    if not settings.bounce_address:
+        return [
+            Finding(
+                "warning",
+                "No NEWSLETTER_BOUNCE_ADDRESS: bounces go to the From address and are not read. "
+                "Set it (e.g. bounces@<From domain>) and feed that mailbox to "
+                "`newsletter bounces ingest` or NEWSLETTER_BOUNCE_IMAP_URL.",
+            )
+        ]
+    findings = [Finding("note", f"Return path: {settings.bounce_address} with a VERP tag.")]
+    domain = settings.bounce_address.rpartition("@")[2]
+    if not (_aligned(domain, settings.sender_domain) or _aligned(settings.sender_domain, domain)):
+        findings.append(
+            Finding(
+                "warning",
+                f"The bounce domain {domain} is not the From domain {settings.sender_domain} "
+                "or related to it: SPF will not align for DMARC.",
+            )
+        )
+    if settings.bounce_imap_url is None:
+        findings.append(
+            Finding(
+                "note",
+                "No NEWSLETTER_BOUNCE_IMAP_URL: deliver the bounce address to "
+                "`newsletter bounces ingest` (a Postfix pipe or a .forward).",
+            )
+        )
+    return findings
