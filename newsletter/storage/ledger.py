@@ -6,7 +6,7 @@ here, with the module that may cause it:
 
 | state | event | next state | caused by (`E.`: `ledger_editions.`) |
 |---|---|---|---|
-| (none) | edition settled; reader on the list | pending | publishing (E.create_edition) |
+| (none) | edition settled; reader due it | pending | publishing (E.create_edition) |
 | pending, or retry that is due | a sender claims it | sending (owner, lease) | engine (claim) |
 | sending, lease expired | another sender claims it | sending (new owner) | engine (claim) |
 | sending | its sender is still working on it | sending (lease renewed) | engine (renew) |
