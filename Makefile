@@ -5,10 +5,13 @@ BIN    := $(VENV)/bin
 RUN    := $(VENV)/.installed-run
 DEV    := $(VENV)/.installed-test
 
-.PHONY: demo test lint fmt bench browser sink clean
+PO     := $(wildcard newsletter/locale/*/LC_MESSAGES/newsletter.po)
 
-# What the demo needs: the package and its runtime dependencies.
-$(RUN): pyproject.toml
+.PHONY: demo test lint fmt bench browser sink clean catalogs messages
+
+# What the demo needs: the package and its runtime dependencies. Installing runs
+# hatch_build.py, which compiles the message catalogs (.po) into .mo files.
+$(RUN): pyproject.toml hatch_build.py $(PO)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
@@ -37,10 +40,19 @@ sink:
 demo: $(RUN)
 	./scripts/demo.sh
 
-lint: $(DEV)
+# The compiled catalogs, again after a .po file changed (the install compiles them too).
+catalogs: $(DEV)
+	$(BIN)/python scripts/catalogs.py compile
+
+# After adding or changing a message: update the catalogs, then translate what `missing` lists.
+messages: $(DEV)
+	$(BIN)/python scripts/catalogs.py update
+	$(BIN)/python scripts/catalogs.py missing
+
+lint: $(DEV) catalogs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict newsletter tests benchmarks
+	$(BIN)/mypy --strict newsletter tests benchmarks scripts/catalogs.py
 	$(BIN)/lint-imports
 
 fmt: $(DEV)

@@ -20,6 +20,7 @@ class Purpose(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # the footer and List-Unsubscribe link: leave, pause, come back
     CONFIRM = "confirm"  # the double opt-in link (expires)
     CSRF = "csrf"  # the sign-up form's double-submit token (expires)
+    PROOF = "proof"  # a test mail's unsubscribe and pause links: a page that changes nothing
 
 
 # Route paths. `{token}` is a token of the purpose named beside it.
@@ -29,6 +30,7 @@ UNSUBSCRIBE = "/afmelden/{token}"  # Purpose.UNSUBSCRIBE; POST is the RFC 8058 o
 PAUSE = "/pauzeren/{token}"  # Purpose.UNSUBSCRIBE
 RESUME = "/hervatten/{token}"  # Purpose.UNSUBSCRIBE
 COME_BACK = "/terugkomen/{token}"  # Purpose.UNSUBSCRIBE
+PROOF_MAIL = "/proefmail/{token}"  # Purpose.PROOF; GET, HEAD and POST only say it was a test
 HEALTH = "/healthz"
 STATIC = "/static"
 IMAGES = "/beelden"  # the issues folder's beelden/, published for the letters' images
@@ -73,6 +75,11 @@ def unsubscribe_url(base_url: str, keys: Sequence[bytes], token_id: str) -> str:
 def confirm_url(base_url: str, keys: Sequence[bytes], token_id: str, expires: datetime) -> str:
     """The absolute confirmation link of a sign-up, valid until `expires`."""
     return base_url + path(CONFIRM, sign(list(keys), Purpose.CONFIRM, token_id, expires))
+
+
+def proof_url(base_url: str, keys: Sequence[bytes], token_id: str) -> str:
+    """The absolute link a test mail carries where a reader's unsubscribe link would be."""
+    return base_url + path(PROOF_MAIL, sign(list(keys), Purpose.PROOF, token_id))
 
 
 def read(

@@ -1,14 +1,18 @@
-"""The long-running scheduler: the weekly job on its cron, retries every minute, and the bounce
+"""The long-running scheduler: the weekly job on its cron, retries every minute, the notes to
+the author every hour (and right after the weekly job), the nightly purge, and the bounce
 mailbox every few minutes when NEWSLETTER_BOUNCE_IMAP_URL is set.
 
 No job raises into APScheduler: a relay that refuses makes the minute's retries wait longer
-each time (never spin); a database that is away is logged in one line and tried again.
+each time (never spin), and the author hears of it once; a database that is away is logged in
+one line and tried again. Every job reads the time from `Jobs.now`, so a test can run weeks of
+jobs on a fake clock.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -27,6 +31,7 @@ from newsletter.delivery.senders import SenderBusy
 from newsletter.delivery.worker import Backoff
 from newsletter.mail.imap import MailboxUnavailable
 from newsletter.mail.transport import RelayUnavailable
+from newsletter.notices import run as notices
 from newsletter.publishing import planning
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
 from newsletter.readers import signup
@@ -41,6 +46,7 @@ RETRY_INTERVAL_SECONDS = 60
 PURGE_JOB_ID = "purge-unconfirmed"
 BOUNCES_JOB_ID = "bounces-fetch"
 BOUNCES_INTERVAL_MINUTES = 5
+NOTICES_JOB_ID = "notes-to-the-author"
 
 
 def run_job(
@@ -54,10 +60,17 @@ def run_job(
 class Jobs:
     """The scheduler's jobs, each a plain call that never raises into APScheduler."""
 
-    def __init__(self, engine: Engine, factory: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.engine = engine
         self.factory = factory
         self.settings = settings
+        self.now = now
         # While the relay refuses or is away, the minute's retries wait longer each time.
         self.relay = Backoff(RETRY_INTERVAL_SECONDS)
         self.relay_not_before = 0.0
@@ -66,14 +79,30 @@ class Jobs:
         wait = self.relay.next_wait()
         self.relay_not_before = time.monotonic() + wait
         log.warning("%s: %s; trying again in %.0f s", what, exc, wait)
+        self._guarded("telling the author", notices.relay_stopped, str(exc))
+
+    def _guarded(self, what: str, job: Callable[..., object], *args: object) -> None:
+        """Run a notes job; the database or a template failing is one log line."""
+        try:
+            job(self.factory, self.settings, self.now(), *args)
+        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            log.warning("%s: the database: %s; the next run tries again", what, describe_error(exc))
 
     def weekly(self) -> None:
+        self._weekly()
+        self.notices()
+
+    def _weekly(self) -> None:
         try:
-            settled, report = run_job(self.engine, self.factory, self.settings, Clock())
+            settled, report = run_job(self.engine, self.factory, self.settings, Clock(self.now()))
         except RelayUnavailable as exc:
             self._relay_failed("weekly job", exc)
             return
-        except (SenderBusy, EditionError) as exc:
+        except EditionError as exc:
+            log.warning("weekly job: %s", exc)
+            self._guarded("telling the author", notices.unbuildable, str(exc))
+            return
+        except SenderBusy as exc:
             log.warning("weekly job: %s", exc)
             return
         except SQLAlchemyError as exc:
@@ -103,7 +132,7 @@ class Jobs:
         if time.monotonic() < self.relay_not_before:
             return  # backing off: the relay refused or was away
         try:
-            report = deliver(self.engine, self.factory, self.settings, Clock())
+            report = deliver(self.engine, self.factory, self.settings, Clock(self.now()))
         except RelayUnavailable as exc:
             self._relay_failed("delivering retries", exc)
             return
@@ -122,11 +151,15 @@ class Jobs:
                 report.progress.retry,
             )
 
+    def notices(self) -> None:
+        """The notes to the author that are due: dry queue, skipped Sunday, reports."""
+        self._guarded("notes to the author", notices.tick)
+
     def purge_unconfirmed(self) -> None:
         """Delete sign-ups never confirmed within NEWSLETTER_PENDING_RETENTION_DAYS."""
         try:
             with transaction(self.factory) as session:
-                purged = signup.purge(session, self.settings, datetime.now(UTC))
+                purged = signup.purge(session, self.settings, self.now())
         except SQLAlchemyError as exc:
             log.warning(
                 "purging unconfirmed sign-ups: %s; tomorrow's run tries again", describe_error(exc)
@@ -174,4 +207,5 @@ def build_scheduler(jobs: Jobs, settings: Settings) -> BlockingScheduler:
     if settings.bounce_imap_url is not None:
         trigger = IntervalTrigger(minutes=BOUNCES_INTERVAL_MINUTES)
         scheduler.add_job(fetch_bounces, trigger, args=(jobs.factory, settings), id=BOUNCES_JOB_ID)
+    scheduler.add_job(jobs.notices, CronTrigger(minute=5), id=NOTICES_JOB_ID)
     return scheduler

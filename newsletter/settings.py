@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from newsletter import i18n
 from newsletter.config_values import (
     SmtpConfig,
+    check_bounce_address,
+    check_dkim_key_files,
+    check_dns_names,
+    check_feedback_sender_id,
     check_mailbox,
+    describe_problem,
     parse_imap_url,
     parse_smtp_url,
-    read_dkim_key,
+    split_list,
 )
+from newsletter.i18n import _
 from newsletter.text import line_problem
 
 PREFIX = "NEWSLETTER_"
@@ -32,12 +41,6 @@ DEMO_SECRET_KEY = "demo-only-secret-key-do-not-use-in-production"  # noqa: S105 
 
 class SettingsError(ValueError):
     """A configuration value is missing or wrong; the message names the variable."""
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -60,6 +63,10 @@ class Settings(BaseSettings):
     list_id: str | None = None
     postal_address: str = ""
     author_name: str = ""  # who signs the letter; empty: the sender's name
+    # The author's own address: test mails go there, and the scheduler's notices to her.
+    author_email: str | None = None
+    # Remind her when the queue runs dry within this many weeks (0: never).
+    remind_weeks: int = Field(2, ge=0, le=52)
     issues_dir: Path = Path("issues")
     themes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["loslaten", "vasthouden", "zachtheid"]
@@ -101,6 +108,9 @@ class Settings(BaseSettings):
     dkim_domain: str | None = None
     feedback_sender_id: str = "nieuwsbrief"
     transactional_from: str | None = None
+    # The language of the command line's messages and help; unset: Dutch when the locale
+    # (LC_ALL, LC_MESSAGES, LANG) is Dutch, English otherwise (`load_settings`).
+    language: Literal["nl", "en"] = "en"
 
     @field_validator("database_url")
     @classmethod
@@ -111,9 +121,9 @@ class Settings(BaseSettings):
         try:
             url = make_url(value)
         except ArgumentError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
+            raise ValueError(_("not a database URL: {reason}").format(reason=exc)) from None
         if url.get_backend_name() not in ("sqlite", "postgresql"):
-            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+            raise ValueError(_("only sqlite:/// and postgresql:// URLs are supported"))
         return value
 
     @field_validator("smtp_url")
@@ -129,16 +139,20 @@ class Settings(BaseSettings):
     def _check_base_url(cls, value: str) -> str:
         if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
             raise ValueError(
-                "holds a space, a line break or a non-ASCII character; write the address as "
-                "plain ASCII (an internationalised domain in its xn-- form)"
+                _(
+                    "holds a space, a line break or a non-ASCII character; write the address as "
+                    "plain ASCII (an internationalised domain in its xn-- form)"
+                )
             )
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
             raise ValueError(
-                "must be an http:// or https:// address, e.g. https://nieuws.example.nl"
+                _("must be an http:// or https:// address, e.g. https://nieuws.example.nl")
             )
         if parts.query or parts.fragment or "?" in value or "#" in value:
-            raise ValueError("must not hold a '?' or '#': links are built by adding a path to it")
+            raise ValueError(
+                _("must not hold a '?' or '#': links are built by adding a path to it")
+            )
         return value.rstrip("/")
 
     @field_validator("secret_key")
@@ -147,13 +161,15 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         if len(value.get_secret_value()) < MIN_KEY_LENGTH:
-            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters long")
+            raise ValueError(
+                _("must be at least {count} characters long").format(count=MIN_KEY_LENGTH)
+            )
         return value
 
     @field_validator("old_secret_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("old_secret_keys")
     @classmethod
@@ -161,8 +177,10 @@ class Settings(BaseSettings):
         for number, key in enumerate(value, start=1):
             if len(key.get_secret_value()) < MIN_KEY_LENGTH:
                 raise ValueError(
-                    f"key {number} is shorter than {MIN_KEY_LENGTH} characters; an old key "
-                    "must be as strong as a new one (links signed with it stay valid)"
+                    _(
+                        "key {number} is shorter than {count} characters; an old key must be "
+                        "as strong as a new one (links signed with it stay valid)"
+                    ).format(number=number, count=MIN_KEY_LENGTH)
                 )
         return value
 
@@ -180,7 +198,7 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         if len(value) > 200 or not _LIST_ID.fullmatch(value):
-            raise ValueError("must look like weekly.nieuws.example.nl (letters, digits, dots)")
+            raise ValueError(_("must look like weekly.nieuws.example.nl (letters, digits, dots)"))
         return value
 
     @field_validator("from_")
@@ -196,15 +214,7 @@ class Settings(BaseSettings):
     @field_validator("bounce_address")
     @classmethod
     def _check_bounce_address(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        local, _, domain = value.rpartition("@")
-        if not local or not domain or not re.fullmatch(r"[A-Za-z0-9._=-]+@[A-Za-z0-9.-]+", value):
-            raise ValueError("a plain address without '+', e.g. bounces@nieuws.example.nl")
-        if len(local) > 64 - 33:  # '+' and a 32-character tag follow the local part (<= 64)
-            raise ValueError(f"the part before @ may have at most {64 - 33} characters")
-        return value
+        return check_bounce_address(value)
 
     @field_validator("bounce_imap_url")
     @classmethod
@@ -217,49 +227,49 @@ class Settings(BaseSettings):
     @field_validator("feedback_sender_id")
     @classmethod
     def _check_feedback_sender_id(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{5,15}", value):
-            raise ValueError("5 to 15 letters, digits, '.', '_' or '-' (Gmail's SenderId)")
-        return value
+        return check_feedback_sender_id(value)
 
     @field_validator("dkim_key_file")
     @classmethod
     def _check_dkim_keys(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        paths = [Path(item) for item in _split_list(value)]
-        kinds = {type(read_dkim_key(path)).__name__ for path in paths}
-        if len(paths) > 2 or len(kinds) != len(paths):
-            raise ValueError("give one key, or two of different kinds (RSA,Ed25519)")
-        return value
+        return check_dkim_key_files(value)
 
     @field_validator("dkim_selector", "dkim_domain")
     @classmethod
     def _check_dns_label(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        for name in value.split(","):  # selectors: one per key file
-            if not re.fullmatch(
-                r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[\w-]{1,63})*", name
-            ):
-                raise ValueError(f"{name!r} is not a DNS name")
-        return value.lower().replace(" ", "")
+        return check_dns_names(value)
 
     @model_validator(mode="after")
     def _check_dkim_complete(self) -> Settings:
         selectors = len((self.dkim_selector or "").split(",")) if self.dkim_selector else 0
-        keys = len(_split_list(self.dkim_key_file or ""))
+        keys = len(split_list(self.dkim_key_file or ""))
         if selectors != keys:
             raise ValueError(
-                "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE go together: one selector "
-                "per key file, in the same order (e.g. nl-rsa,nl-ed with rsa.pem,ed25519.pem)"
+                _(
+                    "NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_KEY_FILE go together: one "
+                    "selector per key file, in the same order (e.g. nl-rsa,nl-ed with "
+                    "rsa.pem,ed25519.pem)"
+                )
             )
         return self
+
+    @field_validator("author_email")
+    @classmethod
+    def _check_author_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            checked = validate_email(
+                value.strip(), check_deliverability=False, allow_smtputf8=False
+            )
+        except EmailNotValidError as exc:
+            raise ValueError(_("not a usable address: {reason}").format(reason=exc)) from None
+        return checked.ascii_email or checked.normalized
 
     @field_validator("themes", mode="before")
     @classmethod
     def _split_themes(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("themes")
     @classmethod
@@ -267,11 +277,13 @@ class Settings(BaseSettings):
         for theme in value:
             problem = line_problem(theme)
             if problem is not None:
-                raise ValueError(f"the theme {theme!r} {problem}")
+                raise ValueError(
+                    _("the theme {theme!r} {problem}").format(theme=theme, problem=problem)
+                )
         if not value:
-            raise ValueError("give at least one theme, e.g. loslaten,vasthouden,zachtheid")
-        if len(set(value)) != len(value):
-            raise ValueError("a theme is listed twice")
+            raise ValueError(_("give at least one theme, e.g. loslaten,vasthouden,zachtheid"))
+        if len({theme.casefold() for theme in value}) != len(value):
+            raise ValueError(_("a theme is listed twice"))
         return value
 
     @field_validator("timezone")
@@ -280,7 +292,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}, e.g. Europe/Amsterdam") from None
+            raise ValueError(
+                _("unknown time zone {zone!r}, e.g. Europe/Amsterdam").format(zone=value)
+            ) from None
         return value
 
     @field_validator("schedule")
@@ -289,8 +303,18 @@ class Settings(BaseSettings):
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:
-            raise ValueError(f"not a cron expression ({exc}); e.g. '0 7 * * sun'") from None
+            raise ValueError(
+                _("not a cron expression ({reason}); e.g. '0 7 * * sun'").format(reason=exc)
+            ) from None
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _language_from_locale(cls, data: Any) -> Any:
+        """NEWSLETTER_LANGUAGE unset: Dutch when the locale is Dutch, English otherwise."""
+        if isinstance(data, dict) and not data.get("language"):
+            return {**data, "language": i18n.from_locale(os.environ)}
+        return data
 
     # Derived values.
 
@@ -329,8 +353,10 @@ class Settings(BaseSettings):
             current = DEMO_SECRET_KEY
         else:
             raise SettingsError(
-                "NEWSLETTER_SECRET_KEY is not set: it signs the unsubscribe links. Make one with\n"
-                "  python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                _(
+                    "NEWSLETTER_SECRET_KEY is not set: it signs the unsubscribe links. "
+                    "Make one with\n  python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
             )
         return [current.encode()] + [k.get_secret_value().encode() for k in self.old_secret_keys]
 
@@ -343,14 +369,23 @@ def env_name(field: str) -> str:
     return PREFIX + field.upper()
 
 
+def messages_language(overrides: dict[str, Any] | None = None) -> str:
+    """The language to speak before the settings are read (help, and their own errors)."""
+    given = (overrides or {}).get("language") or os.environ.get(PREFIX + "LANGUAGE", "")
+    return given if given in i18n.LANGUAGES else i18n.from_locale(os.environ)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings once; a bad value raises SettingsError naming the variable."""
+    """Read the settings once; a bad value raises SettingsError naming the variable. The
+    program's messages are in the settings' `language` from now on (`newsletter.i18n`)."""
+    i18n.use(messages_language(overrides))
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            message = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{env_name(field)}: {message}" if error["loc"] else message)
+            said = describe_problem(error)
+            lines.append(f"{env_name(str(error['loc'][0]))}: {said}" if error["loc"] else said)
         raise SettingsError("\n".join(lines)) from None
+    i18n.use(settings.language)
+    return settings

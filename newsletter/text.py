@@ -13,6 +13,8 @@ from email import policy
 from email.errors import HeaderParseError
 from email.message import EmailMessage
 
+from newsletter.i18n import N_, _
+
 # Bidirectional embeddings, overrides and isolates (Trojan Source), and the marks: they reorder
 # what a reader sees without being seen themselves.
 BIDI_CONTROLS = frozenset(
@@ -23,24 +25,24 @@ LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 # An RFC 2047 encoded word, or the start of one: the email package decodes it, CR/LF included.
 ENCODED_WORD = re.compile(r"=\?")
 _NAMES = {
-    "\t": "a tab",
-    "\u2028": "a line separator (U+2028)",
-    "\u2029": "a paragraph separator (U+2029)",
-    "\x85": "a next-line character (U+0085)",
+    "\t": N_("a tab"),
+    "\u2028": N_("a line separator (U+2028)"),
+    "\u2029": N_("a paragraph separator (U+2029)"),
+    "\x85": N_("a next-line character (U+0085)"),
 }
 
 
 def _describe(char: str) -> str:
     named = _NAMES.get(char)
     if named is not None:
-        return named
+        return _(named)
     if char in "\r\n":
-        return "a line break"
+        return _("a line break")
     name = unicodedata.name(char, "")
     label = f"U+{ord(char):04X}" + (f" {name}" if name else "")
     if char in BIDI_CONTROLS:
-        return f"an invisible direction mark ({label})"
-    return f"an invisible control character ({label})"
+        return _("an invisible direction mark ({character})").format(character=label)
+    return _("an invisible control character ({character})").format(character=label)
 
 
 def bad_character(value: str) -> str | None:
@@ -65,9 +67,9 @@ def line_problem(value: str, *, encoded_words: bool = False) -> str | None:
     """
     found = bad_character(value)
     if found is not None:
-        return f"holds {found}"
+        return _("holds {what}").format(what=found)
     if not encoded_words and ENCODED_WORD.search(value):
-        return "holds '=?', which mail programs read as an encoded word; leave it out"
+        return _("holds '=?', which mail programs read as an encoded word; leave it out")
     return None
 
 
@@ -86,7 +88,7 @@ def header_problem(name: str, value: str) -> str | None:
         message[name] = value
         raw = message.as_bytes()
     except (ValueError, HeaderParseError, IndexError, UnicodeError) as exc:
-        return f"cannot be written as a mail header ({exc})"
+        return _("cannot be written as a mail header ({reason})").format(reason=exc)
     if not raw.isascii() or any(len(line) > 998 for line in raw.split(b"\r\n")):
-        return "does not fit a mail header"
+        return _("does not fit a mail header")
     return None

@@ -28,6 +28,10 @@ run $NEWSLETTER send --now "$LATEST"
 run $NEWSLETTER status
 run $NEWSLETTER issues plan --weeks 6
 run $NEWSLETTER issues preview "$(ls issues/*.md | sed -n 2p)" --out demo/preview.html --name Lezer
+# The author mails herself next week's letter, as her readers will get it ([Proef] in the subject).
+NEWSLETTER_OUTBOX_DIR=demo/proef run $NEWSLETTER issues test "$(ls issues/*.md | sed -n 2p)" \
+  --to auteur@example.org --name Lezer
+run $NEWSLETTER issues list --status queued
 
 first=$(find demo/outbox -name '*.eml' | sort | head -n 1)
 cat <<MSG
@@ -36,7 +40,8 @@ Done. What happened:
   - the database is demo/newsletter.db (SQLite, WAL mode);
   - this week's edition went to $(find demo/outbox -name '*.eml' | wc -l) subscribers as .eml files in demo/outbox/
     (open one in a mail program, or read it: less "$first");
-  - demo/preview.html shows next week's issue as a reader sees it (open it in a browser).
+  - demo/preview.html shows next week's issue as a reader sees it (open it in a browser), and
+    demo/proef/ holds the test mail of it the author would get in her own mailbox.
 
 Try the one-click unsubscribe:
   NEWSLETTER_DEMO=1 NEWSLETTER_DATABASE_URL=sqlite:///demo/newsletter.db $NEWSLETTER serve

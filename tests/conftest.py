@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter import i18n
+from newsletter.i18n import LOCALE_VARIABLES
 from newsletter.settings import Settings
 from newsletter.storage.db import make_engine, session_factory, upgrade
 from tests.support.cli import Cli
@@ -20,12 +22,21 @@ from tests.support.servers import LiveServer, Site, serve_app, start_site
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No NEWSLETTER_* from the developer's shell, and no stray .env: each test sets its own."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No NEWSLETTER_* from the developer's shell, and no stray .env: each test sets its own.
+
+    The locale is English, whatever the developer's is; a test that wants Dutch asks for it
+    (NEWSLETTER_LANGUAGE=nl), and the language is English again after every test.
+    """
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_") and name != "NEWSLETTER_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
+    for name in LOCALE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
     monkeypatch.chdir(tmp_path)
+    yield
+    i18n.use(i18n.DEFAULT)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,7 +27,7 @@ def test_bad_rows_are_reported_by_line_and_the_good_ones_imported(
     lijst = tmp_path / "lijst.csv"
     lijst.write_bytes(
         b"email,name\n"
-        b"anna@example.com,Anna\n"
+        b"anna@example.com,Zo\xc3\xab\n"  # UTF-8 beyond ASCII: a UTF-8 file, line 5 a bad row
         b"bram@example.com," + b"x" * 300_000 + b"\n"  # 3: a field of 300 KB
         b"cor@example.com,Cor\n"
         b"daan@example.com,D\xe9\xe9n\n"  # 5: Latin-1, not UTF-8

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.notices import record
 from newsletter.readers import subscriptions
 from newsletter.storage.copying import table_groups
 from newsletter.storage.db import downgrade, make_engine, session_factory, upgrade
@@ -82,6 +83,12 @@ def source(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[dict[str, 
                                    detail="550 5.1.1")  # fmt: skip
     cli("subscribers", "forget", "anna@example.com", "--yes")
     cli("send", "--now", "2026-12-06T07:00", NEWSLETTER_SMTP_URL=smtp_server.url)
+    with factory() as session, session.begin():
+        draft = record.Draft("report:1", "report", "Je brief van zondag", "Bereikt: 3.")
+        notice = record.claim(session, draft, "auteur@example.org", datetime.now(UTC))
+        assert notice is not None
+        session.flush()
+        record.mark_sent(session, notice.id, datetime.now(UTC))
     try:
         yield env, engine
     finally:

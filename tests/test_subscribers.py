@@ -76,4 +76,5 @@ def test_import_without_an_email_column_is_refused(cli: Cli, tmp_path: Path) -> 
     csv_file = tmp_path / "x.csv"
     csv_file.write_text("adres,naam\na@example.com,A\n", encoding="utf-8")
     result = cli("subscribers", "import", str(csv_file), code=1)
-    assert "'email'" in result.stderr
+    assert "one for the address (email, e-mail or e-mailadres)" in result.stderr
+    assert "it names 'adres', 'naam'" in result.stderr

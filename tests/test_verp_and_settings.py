@@ -56,7 +56,7 @@ def test_return_paths_and_message_ids_carry_the_tag() -> None:
         ("NEWSLETTER_BOUNCE_IMAP_URL", "pop3://u:p@host/INBOX", "imaps://"),
         ("NEWSLETTER_BOUNCE_IMAP_URL", "imaps://host/INBOX", "user:password"),
         ("NEWSLETTER_FEEDBACK_SENDER_ID", "abc", "5 to 15"),
-        ("NEWSLETTER_SOFT_BOUNCE_LIMIT", "0", "greater than or equal to 1"),
+        ("NEWSLETTER_SOFT_BOUNCE_LIMIT", "0", "must be at least 1"),
         ("NEWSLETTER_TRANSACTIONAL_FROM", "geen adres", "Naam <adres@domein>"),
         ("NEWSLETTER_DKIM_DOMAIN", "not a domain!", "not a DNS name"),
     ],

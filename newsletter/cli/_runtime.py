@@ -13,6 +13,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.i18n import N_, _
 from newsletter.settings import Settings, SettingsError, load_settings
 from newsletter.storage.db import (
     PendingMigrationsError,
@@ -34,7 +35,9 @@ class Runtime:
         try:
             self.settings: Settings = load_settings()
         except SettingsError as exc:
-            raise click.ClickException(f"bad configuration:\n{exc}") from None
+            raise click.ClickException(
+                _("bad configuration:\n{problems}").format(problems=exc)
+            ) from None
 
     @cached_property
     def engine(self) -> Engine:
@@ -74,12 +77,24 @@ def parse_now(value: str | None, settings: Settings) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO-8601 time, e.g. 2026-11-29T07:00", param_hint="--now"
+            _("{value!r} is not an ISO-8601 time, e.g. 2026-11-29T07:00").format(value=value),
+            param_hint="--now",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=settings.zone)
     return moment.astimezone(UTC)
 
 
+WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
+
+
+def day(moment: datetime, settings: Settings) -> str:
+    """'Sun 2026-11-29' in NEWSLETTER_TIMEZONE ('zo 2026-11-29' in Dutch)."""
+    there = moment.astimezone(settings.zone)
+    return f"{_(WEEKDAYS[there.weekday()])} {there:%Y-%m-%d}"
+
+
 def local(moment: datetime, settings: Settings) -> str:
-    return moment.astimezone(settings.zone).strftime("%a %Y-%m-%d %H:%M %Z")
+    """'Sun 2026-11-29 07:00 CET' in NEWSLETTER_TIMEZONE."""
+    there = moment.astimezone(settings.zone)
+    return f"{day(there, settings)} {there:%H:%M %Z}"

@@ -28,9 +28,9 @@ def printable(text: str, *, lines: bool = False) -> str:
     return (_UNSAFE_KEEP_LINES if lines else _UNSAFE).sub(_escape, text)
 
 
-def cell(text: str | None) -> Text:
-    """A table cell that shows the text as it is: escaped controls, no markup."""
-    return Text(printable(text or ""))
+def cell(text: str | None, *, lines: bool = False) -> Text:
+    """A table cell that shows the text as it is: escaped controls, no markup (LF kept: lines)."""
+    return Text(printable(text or "", lines=lines))
 
 
 def json_text(text: str) -> str:

@@ -16,14 +16,25 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import DBAPIError
 
+from newsletter.cli._i18n import group
 from newsletter.cli._runtime import Runtime, pass_runtime
 from newsletter.delivery import bounces as service
+from newsletter.i18n import N_, _
 from newsletter.mail.imap import MailboxUnavailable
 
 EX_TEMPFAIL = 75
 
+# What was done with a message, as the command prints it.
+ACTION_WORDS = {
+    service.Action.BOUNCED: N_("bounced"),
+    service.Action.COUNTED: N_("counted"),
+    service.Action.UNSUBSCRIBED: N_("unsubscribed"),
+    service.Action.NOTED: N_("noted"),
+    service.Action.IGNORED: N_("ignored"),
+}
 
-@click.group()
+
+@group()
 def bounces() -> None:
     """Read bounces and complaints, and act on them."""
 
@@ -46,7 +57,7 @@ def _sources(files: tuple[Path, ...], maildir: Path | None) -> Iterator[_Source]
             if path.is_file() and not path.name.startswith("."):
                 yield _Source(str(path), path, in_maildir=True)
     if not files and maildir is None:
-        yield _Source("standard input", None)
+        yield _Source(_("standard input"), None)
 
 
 def _to_cur(path: Path, seen: bool) -> None:
@@ -57,7 +68,12 @@ def _to_cur(path: Path, seen: bool) -> None:
 
 def _temporary_failure(source: str, exc: Exception) -> None:
     reason = getattr(exc, "orig", None) or exc
-    click.echo(f"{source}: could not be handled now ({reason}); try again later", err=True)
+    click.echo(
+        _("{source}: could not be handled now ({reason}); try again later").format(
+            source=source, reason=reason
+        ),
+        err=True,
+    )
     sys.exit(EX_TEMPFAIL)
 
 
@@ -75,7 +91,8 @@ def ingest(files: tuple[Path, ...], maildir: Path | None) -> None:
         rt = Runtime()
         rt.require_secret_key()
     except click.ClickException as exc:
-        click.echo(f"{exc.format_message()}\nThe message was not read; try again later.", err=True)
+        said = _("The message was not read; try again later.")
+        click.echo(f"{exc.format_message()}\n{said}", err=True)
         sys.exit(EX_TEMPFAIL)
     factory = rt.factory(check=False)
     for source in _sources(files, maildir):
@@ -84,7 +101,7 @@ def ingest(files: tuple[Path, ...], maildir: Path | None) -> None:
         except DBAPIError as exc:
             _temporary_failure(source.name, exc)
             return
-        click.echo(f"{source.name}: {handled.action.value}: {handled.why}")
+        click.echo(f"{source.name}: {_(ACTION_WORDS[handled.action])}: {handled.why}")
         if source.in_maildir and source.path is not None:
             _to_cur(source.path, handled.action is not service.Action.IGNORED)
 
@@ -96,7 +113,7 @@ def fetch(rt: Runtime) -> None:
     the folder 'newsletter-handled' and leave every other message untouched."""
     rt.require_secret_key()
     if rt.settings.bounce_imap_url is None:
-        raise click.ClickException("NEWSLETTER_BOUNCE_IMAP_URL is not set")
+        raise click.ClickException(_("NEWSLETTER_BOUNCE_IMAP_URL is not set"))
     factory = rt.factory(check=False)
     try:
         fetched = service.fetch(factory, rt.settings, datetime.now(UTC))
@@ -104,9 +121,11 @@ def fetch(rt: Runtime) -> None:
         click.echo(str(exc), err=True)
         sys.exit(EX_TEMPFAIL)
     except DBAPIError as exc:
-        _temporary_failure("the bounce mailbox", exc)
+        _temporary_failure(_("the bounce mailbox"), exc)
         return
-    moved = ", ".join(f"{n} {action.value}" for action, n in fetched.moved.items() if n)
+    moved = ", ".join(f"{n} {_(ACTION_WORDS[a])}" for a, n in fetched.moved.items() if n)
     click.echo(
-        f"Moved to {service.HANDLED_FOLDER}: {moved or 'nothing'}; left untouched: {fetched.left}."
+        _("Moved to {folder}: {moved}; left untouched: {left}.").format(
+            folder=service.HANDLED_FOLDER, moved=moved or _("nothing"), left=fetched.left
+        )
     )

@@ -6,12 +6,14 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from newsletter.cli._i18n import group
 from newsletter.cli._runtime import Runtime, pass_runtime
+from newsletter.i18n import _, ngettext
 from newsletter.storage import copying
 from newsletter.storage.db import current_revisions, make_engine, upgrade
 
 
-@click.group()
+@group()
 def db() -> None:
     """The database schema, and moving to another database."""
 
@@ -21,8 +23,10 @@ def db() -> None:
 def db_upgrade(rt: Runtime) -> None:
     """Create the database or bring its schema up to date."""
     upgrade(rt.engine)
-    heads, _ = current_revisions(rt.engine)
-    click.echo(f"Database is up to date (revision {', '.join(sorted(heads))}).")
+    heads, _current = current_revisions(rt.engine)
+    click.echo(
+        _("Database is up to date (revision {revision}).").format(revision=", ".join(sorted(heads)))
+    )
 
 
 @db.command("current")
@@ -30,10 +34,10 @@ def db_upgrade(rt: Runtime) -> None:
 def db_current(rt: Runtime) -> None:
     """Show the schema revision of the database and the one this code expects."""
     heads, current = current_revisions(rt.engine)
-    click.echo(f"database: {', '.join(sorted(current)) or 'empty'}")
-    click.echo(f"code:     {', '.join(sorted(heads))}")
+    click.echo(_("database: {revision}").format(revision=", ".join(sorted(current)) or _("empty")))
+    click.echo(_("code:     {revision}").format(revision=", ".join(sorted(heads))))
     if heads != current:
-        click.echo("Run: newsletter db upgrade")
+        click.echo(_("Run: newsletter db upgrade"))
 
 
 def _target_url(value: str) -> str:
@@ -41,11 +45,11 @@ def _target_url(value: str) -> str:
         url = make_url(value)
     except ArgumentError:
         raise click.BadParameter(
-            "not a database URL, e.g. postgresql://newsletter@db.example.nl/newsletter",
+            _("not a database URL, e.g. postgresql://newsletter@db.example.nl/newsletter"),
             param_hint="--to",
         ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise click.BadParameter("only sqlite:/// and postgresql:// URLs", param_hint="--to")
+        raise click.BadParameter(_("only sqlite:/// and postgresql:// URLs"), param_hint="--to")
     return value
 
 
@@ -71,23 +75,30 @@ def db_copy(rt: Runtime, to_url: str) -> None:
     target = make_engine(url)
     try:
         if copying.prepare_target(rt.engine, target):
-            click.echo(f"Created the schema in {shown}.")
+            click.echo(_("Created the schema in {database}.").format(database=shown))
         copied = copying.copy(
             rt.engine,
             target,
             on_table=lambda done: click.echo(
-                f"  {done.table}: {done.rows:,} row{'s' if done.rows != 1 else ''}"
+                "  "
+                + ngettext("{table}: {count:,} row", "{table}: {count:,} rows", done.rows).format(
+                    table=done.table, count=done.rows
+                )
             ),
         )
     except copying.CopyError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
-        raise click.ClickException(f"cannot use {shown}: {reason}") from None
+        raise click.ClickException(
+            _("cannot use {database}: {reason}").format(database=shown, reason=reason)
+        ) from None
     finally:
         target.dispose()
     total = sum(done.rows for done in copied)
     click.echo(
-        f"Copied {total:,} rows in {len(copied)} tables to {shown}; the row counts match.\n"
-        f"Now set NEWSLETTER_DATABASE_URL={shown} for every process, and start them again."
+        _(
+            "Copied {rows:,} rows in {tables} tables to {database}; the row counts match.\n"
+            "Now set NEWSLETTER_DATABASE_URL={database} for every process, and start them again."
+        ).format(rows=total, tables=len(copied), database=shown)
     )

@@ -12,24 +12,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
-from rich import box
-from rich.table import Table
-from sqlalchemy import func, select
 
+from newsletter.cli._i18n import command
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
 from newsletter.cli.check import refuse_to_send_wrong
-from newsletter.cli.reports import show_reports
-from newsletter.delivery import run as run_reads
 from newsletter.delivery.engine import CapReached, deliver, retry_edition
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
 from newsletter.delivery.run import Progress as SendProgress
 from newsletter.delivery.senders import SenderBusy
 from newsletter.delivery.worker import work
+from newsletter.i18n import _
 from newsletter.mail.transport import RelayRefuses, RelayUnavailable
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
 from newsletter.settings import Settings
 from newsletter.storage.db import retrying, transaction
-from newsletter.storage.models import Delivery, DeliveryStatus, Edition
+from newsletter.storage.models import Edition
 
 LOG_EVERY_SECONDS = 5.0
 
@@ -37,7 +34,7 @@ LOG_EVERY_SECONDS = 5.0
 def describe_settled(settled: Settled, settings: Settings) -> None:
     """Say plainly what settling found."""
     if settled.scheduled_at is None:
-        click.echo("No scheduled send time in the past year: nothing to settle.")
+        click.echo(_("No scheduled send time in the past year: nothing to settle."))
         return
     when = local(settled.scheduled_at, settings)
     outcome = settled.outcome
@@ -45,34 +42,54 @@ def describe_settled(settled: Settled, settings: Settings) -> None:
         local_iso = settled.scheduled_at.astimezone(settings.zone).isoformat()
         hours = settings.misfire_grace_hours
         click.echo(
-            f"Missed: the send of {when} is more than {hours:g} hours ago (the grace); that week "
-            "is skipped and its issue stays queued.\n"
-            f"To send it anyway: newsletter send --now {local_iso}",
+            _(
+                "Missed: the send of {when} is more than {hours:g} hours ago (the grace); that "
+                "week is skipped and its issue stays queued.\n"
+                "To send it anyway: newsletter send --now {moment}"
+            ).format(when=when, hours=hours, moment=local_iso),
             err=True,
         )
     elif outcome is SettleOutcome.NOTHING_QUEUED:
         click.echo(
-            f"Warning: nothing is queued for {when}; no email this week. "
-            "Queue issues with: newsletter issues queue issues/*.md",
+            _(
+                "Warning: nothing is queued for {when}; no email this week. "
+                "Queue issues with: newsletter issues queue issues/*.md"
+            ).format(when=when),
             err=True,
         )
     elif outcome is SettleOutcome.BEHIND:
         click.echo(
-            f"Nothing settled: --now is before the newest edition, {settled.edition_id} of "
-            f"{when} (“{settled.subject}”); time only moves forward. Due retries still go out.",
+            _(
+                "Nothing settled: --now is before the newest edition, {edition} of {when} "
+                "(“{subject}”); time only moves forward. Due retries still go out."
+            ).format(edition=settled.edition_id, when=when, subject=settled.subject),
             err=True,
         )
     elif outcome is SettleOutcome.CREATED:
         click.echo(
-            f"{when}: edition {settled.edition_id} settled: {settled.theme}, "
-            f"“{settled.subject}”, {settled.recipients} recipients."
+            _(
+                "{when}: edition {edition} settled: {theme}, “{subject}”, {count} recipients."
+            ).format(
+                when=when,
+                edition=settled.edition_id,
+                theme=settled.theme,
+                subject=settled.subject,
+                count=settled.recipients,
+            )
         )
     else:
-        click.echo(f"{when}: edition {settled.edition_id} was settled before; finishing it.")
+        click.echo(
+            _("{when}: edition {edition} was settled before; finishing it.").format(
+                when=when, edition=settled.edition_id
+            )
+        )
     for theme in settled.skipped_themes:
         if outcome in (SettleOutcome.CREATED, SettleOutcome.NOTHING_QUEUED):
             click.echo(
-                f"Warning: nothing queued for the theme {theme}; skipped this week.", err=True
+                _("Warning: nothing queued for the theme {theme}; skipped this week.").format(
+                    theme=theme
+                ),
+                err=True,
             )
 
 
@@ -89,7 +106,7 @@ def progress_reporter(total: int) -> Iterator[Callable[[SendProgress], None]]:
         )
 
         columns = (
-            TextColumn("sending"),
+            TextColumn(_("sending")),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:.0f} msg/s"),
@@ -132,26 +149,47 @@ def progress_logger(total: int | None) -> Callable[[SendProgress], None]:
 def describe_report(report: DeliveryReport, settings: Settings) -> None:
     p = report.progress
     if report.recovered:
-        click.echo(f"Took back {report.recovered} deliveries left unfinished by a stopped sender.")
+        click.echo(
+            _("Took back {count} deliveries left unfinished by a stopped sender.").format(
+                count=report.recovered
+            )
+        )
     if p.handled:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         click.echo(
-            f"Sent {p.sent}, failed {p.failed}, to retry {p.retry}, skipped {p.skipped} "
-            f"({p.rate():.0f} messages/s, peak memory {peak} KiB)."
+            _(
+                "Sent {sent}, failed {failed}, to retry {retry}, skipped {skipped} "
+                "({rate:.0f} messages/s, peak memory {peak} KiB)."
+            ).format(
+                sent=p.sent,
+                failed=p.failed,
+                retry=p.retry,
+                skipped=p.skipped,
+                rate=p.rate(),
+                peak=peak,
+            )
         )
         if settings.smtp is None:
-            click.echo(f"The messages are .eml files in {settings.outbox_dir}/.")
+            click.echo(
+                _("The messages are .eml files in {folder}/.").format(folder=settings.outbox_dir)
+            )
     else:
-        click.echo("Nothing to deliver right now.")
+        click.echo(_("Nothing to deliver right now."))
     if report.unfinished:
-        when = f" at {local(report.next_retry_at, settings)}" if report.next_retry_at else ""
+        when = (
+            _(" at {when}").format(when=local(report.next_retry_at, settings))
+            if report.next_retry_at
+            else ""
+        )
         click.echo(
-            f"{report.unfinished} deliveries are not finished; the next retry is due{when}. "
-            "The scheduler or `newsletter worker` sends them; so does the next `newsletter send`."
+            _(
+                "{count} deliveries are not finished; the next retry is due{when}. The scheduler "
+                "or `newsletter worker` sends them; so does the next `newsletter send`."
+            ).format(count=report.unfinished, when=when)
         )
 
 
-@click.command()
+@command()
 @click.option("--now", "now_text", metavar="ISO-8601", help="Run the job as of this moment.")
 @pass_runtime
 def send(rt: Runtime, now_text: str | None) -> None:
@@ -171,7 +209,7 @@ def send(rt: Runtime, now_text: str | None) -> None:
         describe_settled(settled, settings)
     except EditionError as exc:
         unsettled = exc  # what was due before still goes out; the exit status says it
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(_("Error: {message}").format(message=exc), err=True)
     try:
         total = retrying(
             lambda: unfinished_count(factory), patience=settings.database_patience_seconds
@@ -182,78 +220,32 @@ def send(rt: Runtime, now_text: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     except CapReached as exc:
         click.echo(
-            f"{exc}: {unfinished_count(factory)} deliveries wait; the scheduler, a worker "
-            "or a later `newsletter send` goes on when the cap allows."
+            _(
+                "{reason}: {count} deliveries wait; the scheduler, a worker or a later "
+                "`newsletter send` goes on when the cap allows."
+            ).format(reason=exc, count=unfinished_count(factory))
         )
         return
     except RelayRefuses as exc:
         raise click.ClickException(
-            f"{exc}. Nothing more was sent; {unfinished_count(factory)} deliveries wait "
-            "(the tries do not count against the readers). Fix the relay and run "
-            "`newsletter send` again."
+            _(
+                "{reason}. Nothing more was sent; {count} deliveries wait (the tries do not "
+                "count against the readers). Fix the relay and run `newsletter send` again."
+            ).format(reason=exc, count=unfinished_count(factory))
         ) from None
     except RelayUnavailable as exc:
         raise click.ClickException(
-            f"{exc}\nNothing more was sent; {unfinished_count(factory)} deliveries wait. "
-            "Fix the relay and run `newsletter send` again."
+            _(
+                "{reason}\nNothing more was sent; {count} deliveries wait. "
+                "Fix the relay and run `newsletter send` again."
+            ).format(reason=exc, count=unfinished_count(factory))
         ) from None
     describe_report(report, settings)
     if unsettled is not None:
         sys.exit(1)
 
 
-@click.command()
-@click.argument("edition", required=False, type=int)
-@pass_runtime
-def status(rt: Runtime, edition: int | None) -> None:
-    """Each edition's deliveries per state, and the failure reasons grouped by reply."""
-    settings = rt.settings
-    with rt.factory()() as session:
-        query = select(Edition).order_by(Edition.scheduled_at.desc())
-        if edition is not None:
-            query = query.where(Edition.id == edition)
-        editions = session.scalars(query.limit(1 if edition else 20)).all()
-        if edition is not None and not editions:
-            raise click.ClickException(f"there is no edition {edition}")
-        table = Table(title="Editions", box=box.SIMPLE_HEAD)
-        states = list(DeliveryStatus)
-        for column in ("edition", "send time", "theme", "state", *[s.value for s in states]):
-            numeric = column in {s.value for s in states}
-            table.add_column(column, justify="right" if numeric else "left")
-        for item in editions:
-            per_state = run_reads.counts(session, item.id)
-            table.add_row(
-                str(item.id),
-                item.scheduled_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M"),
-                item.theme,
-                item.status.value,
-                *[str(per_state[s]) for s in states],
-            )
-        console.print(table)
-        reasons = select(Delivery.last_code, Delivery.last_reply, func.count()).where(
-            Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.RETRY])
-        )
-        if edition is not None:
-            reasons = reasons.where(Delivery.edition_id == edition)
-        else:
-            reasons = reasons.where(Delivery.edition_id.in_([e.id for e in editions]))
-        grouped = session.execute(
-            reasons.group_by(Delivery.last_code, Delivery.last_reply)
-            .order_by(func.count().desc())
-            .limit(30)
-        ).all()
-    if grouped:
-        failures = Table(title="Failures and retries by reply")
-        for column in ("code", "reply", "deliveries"):
-            failures.add_column(column)
-        for code, reply, count in grouped:
-            failures.add_row(str(code or "—"), reply or "", str(count))
-        console.print(failures)
-    if edition is not None:
-        show_reports(rt, edition)
-
-
-@click.command()
+@command()
 @click.option("--now", "now_text", metavar="ISO-8601", help="Run the clock from this moment.")
 @pass_runtime
 def worker(rt: Runtime, now_text: str | None) -> None:
@@ -283,12 +275,18 @@ def worker(rt: Runtime, now_text: str | None) -> None:
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"Worker stopped: sent {progress.sent}, failed {progress.failed}, "
-        f"to retry {progress.retry}, skipped {progress.skipped}."
+        _(
+            "Worker stopped: sent {sent}, failed {failed}, to retry {retry}, skipped {skipped}."
+        ).format(
+            sent=progress.sent,
+            failed=progress.failed,
+            retry=progress.retry,
+            skipped=progress.skipped,
+        )
     )
 
 
-@click.command()
+@command()
 @click.argument("edition", type=int)
 @click.option(
     "--include-bounced",
@@ -301,12 +299,20 @@ def retry(rt: Runtime, edition: int, include_bounced: bool) -> None:
     factory = rt.factory()
     with transaction(factory) as session:
         if session.get(Edition, edition) is None:
-            raise click.ClickException(f"there is no edition {edition}")
+            raise click.ClickException(_("there is no edition {edition}").format(edition=edition))
         requeued, restored = retry_edition(
             session, edition, include_bounced=include_bounced, now=datetime.now(UTC)
         )
-    click.echo(f"Put {requeued} failed deliveries of edition {edition} back in the queue.")
+    click.echo(
+        _("Put {count} failed deliveries of edition {edition} back in the queue.").format(
+            count=requeued, edition=edition
+        )
+    )
     if restored:
-        click.echo(f"{restored} readers marked bounced by this edition are subscribed again.")
+        click.echo(
+            _("{count} readers marked bounced by this edition are subscribed again.").format(
+                count=restored
+            )
+        )
     if requeued:
-        click.echo("`newsletter send`, the scheduler or a worker will send them.")
+        click.echo(_("`newsletter send`, the scheduler or a worker will send them."))

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli._i18n import group
 from newsletter.cli._runtime import Runtime, pass_runtime
+from newsletter.i18n import _
 from newsletter.mail import dkim as signing
 
 
-@click.group()
+@group()
 def dkim() -> None:
     """DKIM signing keys."""
 
@@ -40,19 +42,30 @@ def keygen(rt: Runtime, selector: str, out: Path | None, kind: str) -> None:
     try:
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise click.ClickException(f"{target} exists; choose another --out") from None
+        raise click.ClickException(
+            _("{path} exists; choose another --out").format(path=target)
+        ) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from None
+        raise click.ClickException(
+            _("cannot write {path}: {reason}").format(path=target, reason=exc.strerror)
+        ) from None
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
     domain = rt.settings.dkim_domain or rt.settings.sender_domain.lower()
     record = signing.public_record(key)
-    click.echo(f"Wrote the {kind} private key to {target} (readable by you only).")
-    click.echo(f"Publish this TXT record at {selector}._domainkey.{domain}:\n")
-    click.echo(signing.zone_line(selector, domain, record))
     click.echo(
-        f"\nThen set NEWSLETTER_DKIM_SELECTOR={selector} and "
-        f"NEWSLETTER_DKIM_KEY_FILE={target.resolve()}. For two signatures (RSA and Ed25519), "
-        "make one key of each type, each with a selector of its own, and list both, in the "
-        "same order, in each variable, separated by a comma."
+        _("Wrote the {kind} private key to {path} (readable by you only).").format(
+            kind=kind, path=target
+        )
     )
+    click.echo(
+        _("Publish this TXT record at {name}:").format(name=f"{selector}._domainkey.{domain}")
+        + "\n"
+    )
+    click.echo(signing.zone_line(selector, domain, record))
+    then = _(
+        "Then set NEWSLETTER_DKIM_SELECTOR={selector} and NEWSLETTER_DKIM_KEY_FILE={path}. "
+        "For two signatures (RSA and Ed25519), make one key of each type, each with a selector "
+        "of its own, and list both, in the same order, in each variable, separated by a comma."
+    )
+    click.echo("\n" + then.format(selector=selector, path=target.resolve()))

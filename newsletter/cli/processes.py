@@ -6,6 +6,7 @@ import signal
 
 import click
 
+from newsletter.cli._i18n import command
 from newsletter.cli._runtime import Runtime, log, pass_runtime
 from newsletter.cli.check import refuse_to_send_wrong
 from newsletter.storage.db import PendingMigrationsError
@@ -14,9 +15,20 @@ from newsletter.storage.db import PendingMigrationsError
 # stay lean (peak memory is measured in benchmarks/).
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on; keep it on loopback, behind a TLS reverse proxy.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The port to listen on.",
+)
 @pass_runtime
 def serve(rt: Runtime, host: str, port: int) -> None:
     """Serve the unsubscribe pages (and the rest of the web endpoints) over HTTP."""
@@ -46,10 +58,14 @@ def serve(rt: Runtime, host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-@click.command()
+@command()
 @pass_runtime
 def scheduler(rt: Runtime) -> None:
-    """Run the weekly job on NEWSLETTER_SCHEDULE in NEWSLETTER_TIMEZONE, until stopped."""
+    """Run the weekly job on NEWSLETTER_SCHEDULE in NEWSLETTER_TIMEZONE, until stopped.
+
+    It also sends retries every minute and, every hour, the notes to you (the queue running
+    dry, a skipped Sunday, a send the relay stopped, the report after each letter).
+    """
     from newsletter.scheduler import Jobs, build_scheduler
 
     rt.require_secret_key()

@@ -24,6 +24,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config_values import parse_imap_url
+from newsletter.i18n import _
 from newsletter.mail import imap, reports, verp
 from newsletter.mail.reports import Kind, RecipientStatus, Report, Severity
 from newsletter.readers import consent, subscriptions
@@ -81,17 +82,19 @@ def match(
     """The one delivery the report names, or None and why not."""
     named = _delivery_ids(settings, keys, report)
     if not named:
-        return None, "no tag or Message-ID of ours (not about a letter, or forged)"
+        return None, _("no tag or Message-ID of ours (not about a letter, or forged)")
     if len(named) > 1:
-        return None, f"ambiguous: names {len(named)} deliveries"
+        return None, _("ambiguous: names {count} deliveries").format(count=len(named))
     ((delivery_id, seed),) = named.items()
     reported = ledger_reports.find(session, delivery_id)
     if reported is None:
-        return None, "names a delivery that is not in the ledger (erased, or another database)"
+        return None, _("names a delivery that is not in the ledger (erased, or another database)")
     if seed and seed != reported.edition_seed:
-        return None, "its Message-ID belongs to another database"
+        return None, _("its Message-ID belongs to another database")
     if reported.status in NOT_SENT:
-        return None, f"names a delivery that was never sent ({reported.status.value})"
+        return None, _("names a delivery that was never sent ({status})").format(
+            status=reported.status.value
+        )
     return reported, ""
 
 
@@ -107,14 +110,16 @@ def _recipient(report: Report, email: str) -> RecipientStatus | None:
 def _complaint(session: Session, report: Report, reported: Reported, now: datetime) -> Handled:
     if report.feedback_type != "abuse":
         kind = report.feedback_type or "none"
-        return Handled(Action.NOTED, f"feedback type {kind}: not a complaint", reported.delivery_id)
+        said = _("feedback type {kind}: not a complaint").format(kind=kind)
+        return Handled(Action.NOTED, said, reported.delivery_id)
     ledger_reports.note(
         session, reported.delivery_id, ReportKind.COMPLAINT, "abuse", report.describe(), now
     )
     subscriber = session.get_one(Subscriber, reported.subscriber_id)
     changed = subscriptions.unsubscribe(session, subscriber, now, source=consent.Source.COMPLAINT)
     action = Action.UNSUBSCRIBED if changed else Action.NOTED
-    return Handled(action, f"complaint about {reported.email}", reported.delivery_id)
+    said = _("complaint about {email}").format(email=reported.email)
+    return Handled(action, said, reported.delivery_id)
 
 
 def _status_report(
@@ -123,10 +128,11 @@ def _status_report(
     status = _recipient(report, reported.email)
     delivery, reader = reported.delivery_id, [reported.subscriber_id]
     if status is None:
-        return Handled(Action.NOTED, "the report gives no status for this delivery", delivery)
+        return Handled(Action.NOTED, _("the report gives no status for this delivery"), delivery)
     severity = status.severity
     if severity is Severity.NONE:
-        return Handled(Action.NOTED, f"{status.action}: nothing to do", delivery)
+        said = _("{action}: nothing to do").format(action=status.action)
+        return Handled(Action.NOTED, said, delivery)
     kind = ReportKind.HARD if severity is Severity.HARD else ReportKind.SOFT
     ledger_reports.note(session, delivery, kind, status.status, status.describe(), now)
     detail = f"{reported.email}: {status.describe()}"
@@ -138,17 +144,21 @@ def _status_report(
         session, reported.subscriber_id, reported.scheduled_at, limit
     )
     if streak >= limit:
-        why = f"{limit} soft bounces in a row; the last: {status.describe()}"
+        why = _("{count} soft bounces in a row; the last: {status}").format(
+            count=limit, status=status.describe()
+        )
         subscriptions.mark_bounced(session, reader, now, source=consent.Source.DSN, detail=why)
         return Handled(Action.BOUNCED, f"{reported.email}: {why}", delivery)
-    return Handled(Action.COUNTED, f"{detail} ({streak} of {limit} in a row)", delivery)
+    counted = _("{streak} of {limit} in a row").format(streak=streak, limit=limit)
+    return Handled(Action.COUNTED, f"{detail} ({counted})", delivery)
 
 
 def _not_a_report(report: Report) -> Handled | None:
     if report.kind is Kind.AUTO_REPLY:
-        return Handled(Action.IGNORED, f"an auto-reply, not a report ({report.describe()})")
+        said = _("an auto-reply, not a report")
+        return Handled(Action.IGNORED, f"{said} ({report.describe()})")
     if report.kind is Kind.OTHER:
-        return Handled(Action.IGNORED, f"not a report ({report.describe()})")
+        return Handled(Action.IGNORED, f"{_('not a report')} ({report.describe()})")
     return None
 
 

@@ -35,8 +35,9 @@ from newsletter.delivery.run import (
     unfinished_count,
 )
 from newsletter.delivery.senders import Holder, Senders, senders_for
+from newsletter.i18n import _
 from newsletter.mail.composing import Recipient, wire_address
-from newsletter.mail.transport import Envelope, RelayUnavailable, Transport, make_transport
+from newsletter.mail.transport import Envelope, RelayUnavailable, Stage, Transport, make_transport
 from newsletter.readers import consent, subscriptions
 from newsletter.settings import Settings
 from newsletter.storage import ledger, ledger_editions
@@ -119,6 +120,7 @@ class ConnectionLoop:
         shared = self.shared
         unrecorded: list[tuple[ledger.Claimed, decisions.Decision]] = []
         handled = recorded = 0
+        why: str | None = None  # why the rest goes back untried, when the relay is at fault
         try:
             for item in batch:
                 if shared.stopping():
@@ -131,8 +133,11 @@ class ConnectionLoop:
                 if len(unrecorded) >= shared.batch_size:
                     self._record(unrecorded, [])
                     unrecorded, recorded = [], handled
+        except RelayUnavailable as exc:
+            why = f"{Stage.CONNECTION}: {exc}"
+            raise
         finally:
-            self._record(unrecorded, batch[handled:])
+            self._record(unrecorded, batch[handled:], why)
 
     def _keep_lease(self, held: list[ledger.Claimed]) -> None:
         """Renew the lease of what this connection holds once a third of it has passed."""
@@ -162,6 +167,7 @@ class ConnectionLoop:
         self,
         decided: list[tuple[ledger.Claimed, decisions.Decision]],
         untried: list[ledger.Claimed],
+        why: str | None = None,
     ) -> None:
         """Outcomes, bounced readers and untried deliveries, in one transaction."""
         shared = self.shared
@@ -176,7 +182,7 @@ class ConnectionLoop:
             subscriptions.mark_bounced(
                 session, bounced, now, source=consent.Source.RELAY, detail="refused by the relay"
             )
-            ledger.release(session, untried, owner=shared.owner)
+            ledger.release(session, untried, owner=shared.owner, reason=why)
 
         shared.write(write)
         shared.progress.add(outcomes)
@@ -286,7 +292,7 @@ class SendingProcess:
         if on_batch is not None:
             on_batch(self.shared.progress)
         if self.shared.capped:
-            raise CapReached("the hourly or daily sending cap is reached")
+            raise CapReached(_("the hourly or daily sending cap is reached"))
         self.shared.write(
             lambda session: ledger_editions.finish_editions(session, self.shared.clock.now())
         )
@@ -343,7 +349,9 @@ def deliver(
             except DBAPIError as exc:
                 if not is_connection_fault(exc) or time.monotonic() > deadline:
                     raise DatabaseUnavailable(
-                        f"the database is unreachable: {describe_error(exc)}"
+                        _("the database is unreachable: {reason}").format(
+                            reason=describe_error(exc)
+                        )
                     ) from None
                 log.warning("lost the database connection (%s); going on", describe_error(exc))
                 engine.dispose()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from newsletter.i18n import _
 from newsletter.mail import checks
 from newsletter.settings import DEMO_SECRET_KEY, Settings, SettingsError
 
@@ -37,7 +38,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.level}: {self.variable}: {self.message}"
+        level = _("error") if self.level is Level.ERROR else _("warning")
+        return f"{level}: {self.variable}: {self.message}"
 
 
 def _in(domain: str, suffixes: tuple[str, ...]) -> bool:
@@ -68,11 +70,13 @@ def base_url_is_public(settings: Settings) -> list[Problem]:
     parts = urlsplit(settings.base_url)
     problems = []
     if parts.scheme != "https":
-        problems.append("must start with https:// (readers' mail programs open these links)")
+        problems.append(_("must start with https:// (readers' mail programs open these links)"))
     if _is_local(parts.hostname or ""):
         problems.append(
-            f"{parts.hostname} is a local address: every unsubscribe link would point at it; "
-            "set the public address, e.g. https://nieuws.example.nl"
+            _(
+                "{host} is a local address: every unsubscribe link would point at it; "
+                "set the public address, e.g. https://nieuws.example.nl"
+            ).format(host=parts.hostname)
         )
     return [Problem(_trial(settings), "NEWSLETTER_BASE_URL", p) for p in problems]
 
@@ -83,9 +87,11 @@ def sender_is_real(settings: Settings) -> list[Problem]:
         return []
     address = settings.sender.addr_spec.lower()
     if address == DEFAULT_FROM_ADDRESS:
-        reason = "is the built-in default; set your own, e.g. 'Naam <nieuws@jouwdomein.nl>'"
+        reason = _("is the built-in default; set your own, e.g. 'Naam <nieuws@jouwdomein.nl>'")
     elif _in(settings.sender_domain, RESERVED_DOMAINS):
-        reason = f"{settings.sender_domain} is reserved for examples (RFC 2606); use your own"
+        reason = _("{domain} is reserved for examples (RFC 2606); use your own").format(
+            domain=settings.sender_domain
+        )
     else:
         return []
     return [Problem(_trial(settings), "NEWSLETTER_FROM", reason)]
@@ -96,7 +102,7 @@ def key_is_secret(settings: Settings) -> list[Problem]:
     try:
         keys = settings.secret_keys()
     except SettingsError:
-        return [Problem(Level.ERROR, "NEWSLETTER_SECRET_KEY", "is not set; it signs the links")]
+        return [Problem(Level.ERROR, "NEWSLETTER_SECRET_KEY", _("is not set; it signs the links"))]
     if settings.smtp is not None and DEMO_SECRET_KEY.encode() in keys:
         where = (
             "NEWSLETTER_SECRET_KEY"
@@ -107,8 +113,10 @@ def key_is_secret(settings: Settings) -> list[Problem]:
             Problem(
                 Level.ERROR,
                 where,
-                "is the public demo key: anyone could sign links; make one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                _(
+                    "is the public demo key: anyone could sign links; make one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                ),
             )
         ]
     return []
@@ -121,7 +129,7 @@ def postal_address_given(settings: Settings) -> list[Problem]:
         Problem(
             Level.WARNING,
             "NEWSLETTER_POSTAL_ADDRESS",
-            "is empty; a newsletter should say who sends it and where (shown in the footer)",
+            _("is empty; a newsletter should say who sends it and where (shown in the footer)"),
         )
     ]
 
@@ -142,8 +150,10 @@ def domains_agree(settings: Settings) -> list[Problem]:
         Problem(
             Level.WARNING,
             "NEWSLETTER_FROM",
-            f"its domain {settings.sender_domain} differs from the base URL's domain {host}; "
-            "spam filters trust mail whose links go to the sender's own domain",
+            _(
+                "its domain {domain} differs from the base URL's domain {host}; "
+                "spam filters trust mail whose links go to the sender's own domain"
+            ).format(domain=settings.sender_domain, host=host),
         )
     ]
 

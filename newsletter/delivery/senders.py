@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.i18n import _
 from newsletter.storage import ledger
 from newsletter.storage.db import SQLITE_BUSY_TIMEOUT_MS, transaction
 from newsletter.storage.models import Delivery, DeliveryStatus
@@ -147,11 +148,13 @@ def _lock_or_say_who(handle: IO[str]) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = handle.read().strip() or _("another process")
         raise SenderBusy(
-            f"another sender ({holder}) is already sending from this SQLite database; "
-            "on SQLite one sending process at a time. Wait for it to finish, or move to "
-            "PostgreSQL to run several workers."
+            _(
+                "another sender ({holder}) is already sending from this SQLite database; on "
+                "SQLite one sending process at a time. Wait for it to finish, or move to "
+                "PostgreSQL to run several workers."
+            ).format(holder=holder)
         ) from None
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.delivery.engine import CapReached, SendingProcess
 from newsletter.delivery.run import Clock, Progress
 from newsletter.delivery.senders import Senders, senders_for
+from newsletter.i18n import _
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.settings import Settings
 from newsletter.storage.db import (
@@ -81,7 +82,9 @@ def work(
                 away_since = away_since or time.monotonic()
                 if time.monotonic() - away_since > patience:
                     raise DatabaseUnavailable(
-                        f"the database is unreachable: {describe_error(exc)}"
+                        _("the database is unreachable: {reason}").format(
+                            reason=describe_error(exc)
+                        )
                     ) from None
                 log.warning("lost the database connection (%s); reconnecting", describe_error(exc))
                 engine.dispose()

@@ -12,6 +12,7 @@ from email.utils import format_datetime
 import dkim as dkimpy
 
 from newsletter.config_values import read_dkim_key
+from newsletter.i18n import N_, _
 from newsletter.mail import dkim
 from newsletter.settings import Settings
 
@@ -22,7 +23,7 @@ class Finding:
     text: str
 
 
-RELAY_MUST_SIGN = (
+RELAY_MUST_SIGN = N_(
     "No NEWSLETTER_DKIM_SELECTOR / NEWSLETTER_DKIM_KEY_FILE: the messages leave unsigned, so the "
     "relay must sign them with DKIM for the From domain, and must sign and oversign "
     "List-Unsubscribe-Post (and List-Unsubscribe), or Gmail offers no one-click unsubscribe "
@@ -62,7 +63,7 @@ def dkim_checks(settings: Settings) -> list[Finding]:
     """Sign a test message, verify it with dkimpy against the records to publish, say which."""
     signer = dkim.signer_for(settings)
     if signer is None:
-        return [Finding("warning", RELAY_MUST_SIGN)]
+        return [Finding("warning", _(RELAY_MUST_SIGN))]
     records = {
         f"{selector}._domainkey.{signer.domain}": (
             selector,
@@ -83,17 +84,19 @@ def dkim_checks(settings: Settings) -> list[Finding]:
         algorithm = record.split("k=")[1].split(";")[0]
         if ok:
             line = dkim.zone_line(selector, signer.domain, record)
-            findings.append(
-                Finding("note", f"DKIM ({algorithm}): a test message verifies; publish\n  {line}")
-            )
+            said = _("DKIM ({algorithm}): a test message verifies; publish")
+            findings.append(Finding("note", f"{said.format(algorithm=algorithm)}\n  {line}"))
         else:
-            findings.append(Finding("problem", f"DKIM ({algorithm}): the test signature fails"))
+            said = _("DKIM ({algorithm}): the test signature fails")
+            findings.append(Finding("problem", said.format(algorithm=algorithm)))
     if not _aligned(signer.domain, settings.sender_domain):
         findings.append(
             Finding(
                 "warning",
-                f"DKIM signs for {signer.domain}, which is not the From domain "
-                f"{settings.sender_domain} or a parent of it: DMARC will not align.",
+                _(
+                    "DKIM signs for {signing}, which is not the From domain {sender} or a "
+                    "parent of it: DMARC will not align."
+                ).format(signing=signer.domain, sender=settings.sender_domain),
             )
         )
     return findings
@@ -105,27 +108,34 @@ def bounce_checks(settings: Settings) -> list[Finding]:
         return [
             Finding(
                 "warning",
-                "No NEWSLETTER_BOUNCE_ADDRESS: bounces go to the From address and are not read. "
-                "Set it (e.g. bounces@<From domain>) and feed that mailbox to "
-                "`newsletter bounces ingest` or NEWSLETTER_BOUNCE_IMAP_URL.",
+                _(
+                    "No NEWSLETTER_BOUNCE_ADDRESS: bounces go to the From address and are not "
+                    "read. Set it (e.g. bounces@<From domain>) and feed that mailbox to "
+                    "`newsletter bounces ingest` or NEWSLETTER_BOUNCE_IMAP_URL."
+                ),
             )
         ]
-    findings = [Finding("note", f"Return path: {settings.bounce_address} with a VERP tag.")]
+    said = _("Return path: {address} with a VERP tag.")
+    findings = [Finding("note", said.format(address=settings.bounce_address))]
     domain = settings.bounce_address.rpartition("@")[2]
     if not (_aligned(domain, settings.sender_domain) or _aligned(settings.sender_domain, domain)):
         findings.append(
             Finding(
                 "warning",
-                f"The bounce domain {domain} is not the From domain {settings.sender_domain} "
-                "or related to it: SPF will not align for DMARC.",
+                _(
+                    "The bounce domain {domain} is not the From domain {sender} or related to "
+                    "it: SPF will not align for DMARC."
+                ).format(domain=domain, sender=settings.sender_domain),
             )
         )
     if settings.bounce_imap_url is None:
         findings.append(
             Finding(
                 "note",
-                "No NEWSLETTER_BOUNCE_IMAP_URL: deliver the bounce address to "
-                "`newsletter bounces ingest` (a Postfix pipe or a .forward).",
+                _(
+                    "No NEWSLETTER_BOUNCE_IMAP_URL: deliver the bounce address to "
+                    "`newsletter bounces ingest` (a Postfix pipe or a .forward)."
+                ),
             )
         )
     return findings

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import idna
 
+from newsletter.i18n import _
 from newsletter.mail import dkim, encoded_words, verp
 from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
@@ -51,13 +52,19 @@ def wire_address(email: str) -> str:
     """The address as it goes into the envelope and the To header: ASCII, IDNA domain."""
     local, at, domain = email.rpartition("@")
     if not at or not local or not local.isascii():
-        raise MessageError(f"the address {email!r} cannot be sent without SMTPUTF8")
+        raise MessageError(
+            _("the address {address!r} cannot be sent without SMTPUTF8").format(address=email)
+        )
     if domain.isascii():
         return email
     try:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except (idna.IDNAError, UnicodeError) as exc:
-        raise MessageError(f"the domain of {email!r} is not a valid IDNA name ({exc})") from None
+        raise MessageError(
+            _("the domain of {address!r} is not a valid IDNA name ({reason})").format(
+                address=email, reason=exc
+            )
+        ) from None
 
 
 @lru_cache(maxsize=4096)
@@ -122,7 +129,7 @@ class EditionMessage:
     ) -> None:
         problem = line_problem(subject)
         if problem is not None:  # an older snapshot, from before the checks at the door
-            raise MessageError(f"the subject {problem}")
+            raise MessageError(_("the subject {problem}").format(problem=problem))
         markers = Markers.for_seed(seed)
         self.seed = seed
         self.domain = settings.sender_domain
@@ -181,7 +188,7 @@ class EditionMessage:
         MessageError when it cannot be written (a wrong address or name stored long ago)."""
         problem = _name_problem(recipient.name) if recipient.name else None
         if problem is not None:  # stored before names were checked at the door
-            raise MessageError(f"the reader's name {problem}")
+            raise MessageError(_("the reader's name {problem}").format(problem=problem))
         greeting_text = greeting(recipient.name)
         url = recipient.unsubscribe_url
         text_values = slot_values(greeting_text, url, html=False)

@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from newsletter.i18n import _
+
 FOLDER = "beelden"  # in the issues folder; published by `newsletter serve` under /beelden/
 COLUMN = 536  # px: the email's 600 px body less the text's padding (32 px each side)
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "GIF": "GIF"}  # what every mail client shows
@@ -53,12 +55,14 @@ def _natural_size(path: Path, _mtime: int) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             if image.format not in FORMATS:
-                raise ImageError(f"is a {image.format} image; use JPEG, PNG or GIF")
+                raise ImageError(
+                    _("is a {kind} image; use JPEG, PNG or GIF").format(kind=image.format)
+                )
             return image.size
     except FileNotFoundError:
-        raise ImageError("is not there") from None
+        raise ImageError(_("is not there")) from None
     except (UnidentifiedImageError, OSError):
-        raise ImageError("is not an image a mail program can show (JPEG, PNG or GIF)") from None
+        raise ImageError(_("is not an image a mail program can show (JPEG, PNG or GIF)")) from None
 
 
 def check_source(src: str, folder: Path) -> None:
@@ -74,9 +78,12 @@ def check_source(src: str, folder: Path) -> None:
     if parts.scheme == "https" and parts.netloc:
         return
     if parts.scheme == "http":
-        raise ImageError(f"{src} is http://; use an https:// address")
+        raise ImageError(_("{source} is http://; use an https:// address").format(source=src))
     raise ImageError(
-        f"{src} is neither an https:// address nor a file in {folder}/ (write {FOLDER}/name.jpg)"
+        _(
+            "{source} is neither an https:// address nor a file in {folder}/ "
+            "(write {images}/name.jpg)"
+        ).format(source=src, folder=folder, images=FOLDER)
     )
 
 

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from newsletter.config_values import ImapConfig
+from newsletter.i18n import _
 
 
 class MailboxUnavailable(ConnectionError):
@@ -34,7 +35,8 @@ def _session_errors(method: F) -> F:
         try:
             return method(*args, **kwargs)
         except (OSError, imaplib.IMAP4.error) as exc:
-            raise MailboxUnavailable(f"the bounce mailbox failed: {exc}") from None
+            said = _("the bounce mailbox failed: {reason}").format(reason=exc)
+            raise MailboxUnavailable(said) from None
 
     return guarded  # type: ignore[return-value]
 
@@ -65,17 +67,21 @@ class Mailbox:
             self._imap = imap
             imap.login(config.username, config.password)
             # Servers may offer more after the login (MOVE, UIDPLUS): ask again.
-            _, listed = imap.capability()
+            _ok, listed = imap.capability()
             self.capabilities = set(listed[0].decode("ascii", "replace").upper().split())
-            status, _ = imap.select(_quote(config.folder))
+            status, _count = imap.select(_quote(config.folder))
         except (OSError, imaplib.IMAP4.error) as exc:
             self.__exit__(None, None, None)
             raise MailboxUnavailable(
-                f"cannot read the bounce mailbox at {config.host}:{config.port}: {exc}"
+                _("cannot read the bounce mailbox at {host}:{port}: {reason}").format(
+                    host=config.host, port=config.port, reason=exc
+                )
             ) from None
         if status != "OK":
             self.__exit__(None, None, None)
-            raise MailboxUnavailable(f"the bounce mailbox has no folder {config.folder!r}")
+            raise MailboxUnavailable(
+                _("the bounce mailbox has no folder {folder!r}").format(folder=config.folder)
+            )
         return self
 
     def __exit__(
@@ -140,7 +146,11 @@ class Mailbox:
                 return
         status, data = self.imap.uid("COPY", uid, _quote(folder))
         if status != "OK":
-            raise MailboxUnavailable(f"could not copy a message to {folder!r}: {data!r}")
+            raise MailboxUnavailable(
+                _("could not copy a message to {folder!r}: {reply!r}").format(
+                    folder=folder, reply=data
+                )
+            )
         self.imap.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
         if "UIDPLUS" in capabilities:
             self.imap.uid("EXPUNGE", uid)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from newsletter.config_values import SmtpConfig
+from newsletter.i18n import _
 from newsletter.settings import Settings
 
 THROTTLE_CODES = frozenset({421, 450, 451, 454})
@@ -89,7 +90,7 @@ class RelayRefuses(RelayUnavailable):
     """The relay answers but refuses to send for us (EHLO, AUTH, MAIL FROM, or everyone)."""
 
     def __str__(self) -> str:
-        return f"the relay refuses to send: {super().__str__()}"
+        return _("the relay refuses to send: {reason}").format(reason=super().__str__())
 
 
 class Transport(Protocol):
@@ -261,19 +262,25 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(connection)
             raise RelayRefuses(
-                f"{config.host}:{config.port} refused the login ({exc.smtp_code})"
+                _("{host}:{port} refused the login ({code})").format(
+                    host=config.host, port=config.port, code=exc.smtp_code
+                )
             ) from None
         except smtplib.SMTPResponseException as exc:
             # A greeting, EHLO or STARTTLS answered with a refusal: the relay is there, and says no.
             _close_quietly(connection)
             reply = classify(exc.smtp_code, exc.smtp_error, stage=Stage.SMTP).text
             raise RelayRefuses(
-                f"{config.host}:{config.port} answered {exc.smtp_code} {reply}"
+                _("{host}:{port} answered {code} {reply}").format(
+                    host=config.host, port=config.port, code=exc.smtp_code, reply=reply
+                )
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close_quietly(connection)
             raise RelayUnavailable(
-                f"cannot reach the SMTP relay at {config.host}:{config.port}: {exc}"
+                _("cannot reach the SMTP relay at {host}:{port}: {reason}").format(
+                    host=config.host, port=config.port, reason=exc
+                )
             ) from None
         self.connections_opened += 1
         self._sent_on_connection = 0

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter import links
+from newsletter.i18n import _
 from newsletter.mail import composing
 from newsletter.mail.rendering import IssueContent, RenderError, render_edition
 from newsletter.publishing import planning
@@ -109,7 +110,7 @@ def settle(factory: sessionmaker[Session], settings: Settings, now: datetime) ->
 def _create_edition(
     session: Session, settings: Settings, scheduled_at: datetime, now: datetime
 ) -> Settled:
-    choice = planning.choose_issue(session, settings.themes)
+    choice = planning.choose_issue(session, settings.themes, scheduled_at)
     if choice.issue is None:
         return Settled(
             SettleOutcome.NOTHING_QUEUED, scheduled_at, skipped_themes=choice.skipped_themes
@@ -137,8 +138,10 @@ def _create_edition(
         composing.sample(message, now)
     except (RenderError, ValueError, UnicodeError, LookupError) as exc:
         raise EditionError(
-            f"the issue {issue.slug!r} ({issue.source_path}) cannot be made into a message: "
-            f"{exc}. Nothing was sent and it stays queued; fix it and queue it again."
+            _(
+                "the issue {name!r} ({file}) cannot be made into a message: {reason}. Nothing "
+                "was sent and it stays queued; fix it and queue it again."
+            ).format(name=issue.slug, file=issue.source_path, reason=exc)
         ) from None
     edition = Edition(
         scheduled_at=scheduled_at,
@@ -153,6 +156,7 @@ def _create_edition(
     )
     recipients = ledger_editions.create_edition(session, edition)
     issue.status = IssueStatus.SENT
+    issue.pinned_for = None  # a pin is spent once its letter is settled
     return Settled(
         SettleOutcome.CREATED,
         scheduled_at,

@@ -19,8 +19,10 @@ from frontmatter.default_handlers import YAMLHandler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.i18n import _
 from newsletter.mail.images import FOLDER, ImageError, check_source
 from newsletter.mail.markup import image_refs
+from newsletter.publishing import issue_hints
 from newsletter.storage.models import Issue, IssueStatus
 from newsletter.text import header_problem, line_problem
 
@@ -105,8 +107,10 @@ def _text_field(
     if value is None:
         return None, []
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None, [Problem(path, line, name, "must be a line of text")]
+        return None, [Problem(path, line, name, _("must be a line of text"))]
     text = str(value).strip()
+    if "\t" in text:
+        return None, [Problem(path, line, name, _("holds a tab: use a space instead of a tab"))]
     # The subject is a mail header; the others go on a page, where '=?' is harmless.
     problem = (
         header_problem("Subject", text)
@@ -118,19 +122,25 @@ def _text_field(
     if name == "subject":
         text = " ".join(text.split())  # a header shows runs of spaces as one
     if len(text) > limit:
-        return None, [Problem(path, line, name, f"is {len(text)} characters; at most {limit}")]
+        too_long = _("is {count} characters; at most {limit}").format(count=len(text), limit=limit)
+        return None, [Problem(path, line, name, too_long)]
     return text, []
 
 
 def _check_question(question: str | None, line: int | None, path: Path) -> list[Problem]:
     if question is None:
         return []
-    count = question.count("?")
+    count = issue_hints.questions(question)  # a '?' inside quotes is no second question
     if count == 0 or not question.endswith("?"):
-        return [Problem(path, line, "question", "must be one question that ends with '?'")]
+        return [Problem(path, line, "question", _("must be one question that ends with '?'"))]
     if count > 1:
         return [
-            Problem(path, line, "question", f"holds {count} questions; an issue asks exactly one")
+            Problem(
+                path,
+                line,
+                "question",
+                _("holds {count} questions; an issue asks exactly one").format(count=count),
+            )
         ]
     return []
 
@@ -140,10 +150,11 @@ def _read_bytes(path: Path) -> bytes:
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits for a writer
     except OSError as exc:
-        raise IssueFileError([Problem(path, None, None, f"cannot read: {exc.strerror}")]) from None
+        unreadable = _("cannot read: {reason}").format(reason=exc.strerror)
+        raise IssueFileError([Problem(path, None, None, unreadable)]) from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        raise IssueFileError([Problem(path, None, None, "is not a regular file; not read")])
+        raise IssueFileError([Problem(path, None, None, _("is not a regular file; not read"))])
     os.set_blocking(descriptor, True)
     with os.fdopen(descriptor, "rb") as handle:
         return handle.read()
@@ -156,7 +167,7 @@ def _read_text(path: Path) -> str:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise IssueFileError([Problem(path, line, None, "is not UTF-8 text")]) from None
+        raise IssueFileError([Problem(path, line, None, _(issue_hints.NOT_UTF8))]) from None
     return text.replace("\r\n", "\n")
 
 
@@ -165,27 +176,23 @@ def _split(path: Path, text: str) -> tuple[str, dict[object, object], str]:
     handler = YAMLHandler()
     if not text.startswith("---\n") or not handler.detect(text):
         raise IssueFileError(
-            [Problem(path, 1, None, "no front matter: start the file with a line '---'")]
+            [Problem(path, 1, None, _("no front matter: start the file with a line '---'"))]
         )
     try:
         front, body = handler.split(text)
     except ValueError:
         raise IssueFileError(
-            [Problem(path, 1, None, "front matter is not closed with a line '---'")]
+            [Problem(path, 1, None, _("front matter is not closed with a line '---'"))]
         ) from None
     try:
         meta = yaml.safe_load(front)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        yaml_line: int | None = mark.line + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or "malformed"
-        raise IssueFileError(
-            [Problem(path, yaml_line, "front matter", f"is not valid YAML ({reason})")]
-        ) from None
+        yaml_line, what = issue_hints.yaml_problem(front, exc)
+        raise IssueFileError([Problem(path, yaml_line, "front matter", what)]) from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
-        raise IssueFileError([Problem(path, 2, "front matter", "must be 'field: value' lines")])
+        raise IssueFileError([Problem(path, 2, "front matter", _("must be 'field: value' lines"))])
     return front, meta, body
 
 
@@ -204,26 +211,29 @@ def _check_fields(
 
     for name, lines in key_lines.items():
         if len(lines) > 1:
-            problems.append(Problem(path, lines[1], name, "is given twice"))
-    allowed = ", ".join(REQUIRED + OPTIONAL)
+            problems.append(Problem(path, lines[1], name, _("is given twice")))
+    allowed = REQUIRED + OPTIONAL
     for key in meta:
-        if key not in REQUIRED + OPTIONAL:
-            problems.append(
-                Problem(path, line_of(str(key)), str(key), f"unknown field; allowed: {allowed}")
-            )
+        if key not in allowed:
+            unknown = issue_hints.unknown_field(str(key), allowed)
+            problems.append(Problem(path, line_of(str(key)), str(key), unknown))
     values: dict[str, str | None] = {}
     for name in REQUIRED + OPTIONAL:
         value, found = _text_field(meta, name, line_of(name), path, LIMITS[name])
         problems.extend(found)
         if name in REQUIRED and not found and name not in meta:
-            problems.append(Problem(path, None, name, "is missing"))
+            problems.append(Problem(path, None, name, _("is missing")))
         elif name in REQUIRED and not found and not value:
-            problems.append(Problem(path, line_of(name), name, "is empty"))
+            problems.append(Problem(path, line_of(name), name, _("is empty")))
         values[name] = value or None
     theme = values["theme"]
-    if theme and theme not in themes:
-        choose = f"unknown theme {theme!r}; choose one of {', '.join(themes)}"
-        problems.append(Problem(path, line_of("theme"), "theme", choose))
+    if theme:
+        values["theme"] = issue_hints.theme_of(theme, themes)  # 'Loslaten' is loslaten
+        if values["theme"] is None:
+            choose = _("unknown theme {theme!r}; choose one of {themes}").format(
+                theme=theme, themes=", ".join(themes)
+            )
+            problems.append(Problem(path, line_of("theme"), "theme", choose))
     problems.extend(_check_question(values["question"], line_of("question"), path))
     return values, problems
 
@@ -240,12 +250,13 @@ def parse_issue(path: Path, themes: Sequence[str], images: Path | None = None) -
     if control is not None:
         line = len(front.split("\n")) + body[: control.start()].count("\n")
         found = f"U+{ord(control.group()):04X}"
-        problems.append(Problem(path, line, "body", f"holds a control character ({found})"))
+        held = _("holds a control character ({character})").format(character=found)
+        problems.append(Problem(path, line, "body", held))
     problems.extend(_image_problems(path, text, body, images or path.parent / FOLDER))
     body = body.strip("\n")
     if not body.strip():
         body_line = len(front.splitlines()) + 2
-        empty = "is empty; write the reflection below the front matter"
+        empty = _("is empty; write the reflection below the front matter")
         problems.append(Problem(path, body_line, "body", empty))
     if problems:
         raise IssueFileError(sorted(problems, key=lambda p: (p.line or 0, p.field or "")))
@@ -270,12 +281,12 @@ def _image_problems(path: Path, text: str, raw_body: str, folder: Path) -> list[
     for ref in image_refs(body):
         line = _image_line(lines, ref.lines, ref.src) + first_line if ref.lines else None
         if not ref.alt.strip():
-            what = "an image without a description: write what it shows, ![zo](…)"
-            problems.append(Problem(path, line, "body", f"{what} ({ref.src})"))
+            what = _("an image without a description: write what it shows, ![zo](…) ({source})")
+            problems.append(Problem(path, line, "body", what.format(source=ref.src)))
         try:
             check_source(ref.src, folder)
         except ImageError as exc:
-            problems.append(Problem(path, line, "body", f"image {exc}"))
+            problems.append(Problem(path, line, "body", _("image {problem}").format(problem=exc)))
     return problems
 
 
@@ -303,7 +314,12 @@ def check_files(
             continue
         if draft.slug in seen:
             problems.append(
-                Problem(path, None, None, f"has the same name as {seen[draft.slug]}; rename one")
+                Problem(
+                    path,
+                    None,
+                    None,
+                    _("has the same name as {other}; rename one").format(other=seen[draft.slug]),
+                )
             )
             continue
         seen[draft.slug] = path
@@ -331,7 +347,7 @@ class QueueOutcome:
 
 def _snapshot(issue: Issue, draft: IssueDraft, now: datetime) -> None:
     """Copy the draft's content into the queued issue."""
-    issue.source_path = str(draft.path)
+    issue.source_path = str(draft.path.absolute())  # the scheduler may run elsewhere
     issue.theme = draft.theme
     issue.subject = draft.subject
     issue.question = draft.question

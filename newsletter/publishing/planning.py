@@ -60,12 +60,26 @@ def latest_time(settings: Settings, now: datetime) -> datetime | None:
     return None
 
 
+def next_send_time(session: Session, settings: Settings, now: datetime) -> datetime | None:
+    """When the next letter goes out: a time due now within the grace, or the next one."""
+    latest = latest_time(settings, now)
+    if (
+        latest is not None
+        and now - latest <= grace(settings)
+        and session.scalar(select(Edition.id).where(Edition.scheduled_at == latest)) is None
+    ):
+        return latest
+    coming = next_times(settings, now, 1)
+    return coming[0] if coming else None
+
+
 @dataclass(frozen=True)
 class Choice:
     """The issue a week gets, and the themes passed over because nothing was queued for them."""
 
     issue: Issue | None
     skipped_themes: list[str] = field(default_factory=list)
+    pinned: bool = False  # the author pinned it to this time (`issues pin`)
 
 
 def _last_sent(session: Session) -> dict[str, datetime]:
@@ -88,7 +102,7 @@ def theme_order(themes: Sequence[str], last_sent: dict[str, datetime]) -> list[s
 
 
 def queued_by_theme(session: Session, themes: Sequence[str]) -> dict[str, list[Issue]]:
-    """Queued issues per theme, the one queued first first."""
+    """Queued issues per theme, the one queued first first (pinned ones included)."""
     issues = session.scalars(
         select(Issue)
         .where(Issue.status == IssueStatus.QUEUED, Issue.theme.in_(list(themes)))
@@ -100,20 +114,34 @@ def queued_by_theme(session: Session, themes: Sequence[str]) -> dict[str, list[I
     return queues
 
 
+def _held_back(issue: Issue, when: datetime) -> bool:
+    """A pinned issue waits for its time; once that time has gone by unsent, it rejoins."""
+    return issue.pinned_for is not None and issue.pinned_for >= when
+
+
 def _pick(
-    themes: Sequence[str], last_sent: dict[str, datetime], queues: dict[str, list[Issue]]
+    themes: Sequence[str],
+    last_sent: dict[str, datetime],
+    queues: dict[str, list[Issue]],
+    when: datetime,
 ) -> Choice:
+    """The issue pinned to `when`; else the longest-waiting theme's first unpinned issue."""
+    for queue in queues.values():
+        for issue in queue:
+            if issue.pinned_for == when:
+                return Choice(issue, pinned=True)
     skipped: list[str] = []
     for theme in theme_order(themes, last_sent):
-        if queues[theme]:
-            return Choice(queues[theme][0], skipped)
+        waiting = [issue for issue in queues[theme] if not _held_back(issue, when)]
+        if waiting:
+            return Choice(waiting[0], skipped)
         skipped.append(theme)
     return Choice(None, skipped)
 
 
-def choose_issue(session: Session, themes: Sequence[str]) -> Choice:
-    """The issue for the next edition: the longest-waiting theme that has one queued."""
-    return _pick(themes, _last_sent(session), queued_by_theme(session, themes))
+def choose_issue(session: Session, themes: Sequence[str], when: datetime) -> Choice:
+    """The issue for the edition of `when`: the one pinned to it, or the rotation's choice."""
+    return _pick(themes, _last_sent(session), queued_by_theme(session, themes), when)
 
 
 @dataclass(frozen=True)
@@ -122,10 +150,21 @@ class PlannedWeek:
     issue: Issue | None
     skipped_themes: list[str]
     catching_up: bool = False
+    pinned: bool = False
 
 
-def plan(session: Session, settings: Settings, now: datetime, weeks: int) -> list[PlannedWeek]:
-    """Simulate the rotation over the coming scheduled times, without changing anything."""
+def plan(
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    weeks: int,
+    *,
+    extra: Sequence[Issue] = (),
+) -> list[PlannedWeek]:
+    """Simulate the rotation over the coming scheduled times, without changing anything.
+
+    `extra` are issues not in the database, planned as if queued now (a file not queued yet).
+    """
     times = next_times(settings, now, weeks)
     latest = latest_time(settings, now)
     pending_now = (
@@ -137,13 +176,22 @@ def plan(session: Session, settings: Settings, now: datetime, weeks: int) -> lis
         times = [latest, *times[: weeks - 1]]
     last_sent = _last_sent(session)
     queues = queued_by_theme(session, settings.themes)
+    for issue in extra:
+        if issue.theme in queues:
+            queues[issue.theme].append(issue)
     planned: list[PlannedWeek] = []
     for when in times:
-        choice = _pick(settings.themes, last_sent, queues)
+        choice = _pick(settings.themes, last_sent, queues, when)
         planned.append(
-            PlannedWeek(when, choice.issue, choice.skipped_themes, pending_now and when == latest)
+            PlannedWeek(
+                when,
+                choice.issue,
+                choice.skipped_themes,
+                pending_now and when == latest,
+                choice.pinned,
+            )
         )
         if choice.issue is not None:
             last_sent[choice.issue.theme] = when
-            queues[choice.issue.theme].pop(0)
+            queues[choice.issue.theme].remove(choice.issue)
     return planned

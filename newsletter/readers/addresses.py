@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.i18n import N_, _
 from newsletter.storage.models import Subscriber
 from newsletter.text import line_problem
 
@@ -31,6 +32,29 @@ class NameProblem(AddressError):
     """The name, not the address, is what cannot be used."""
 
 
+# email-validator's own words for the usual mistakes, so they can be translated (its messages
+# are English); a message with a detail after ': ' is matched by what comes before it.
+VALIDATOR_WORDS = (
+    N_("An email address must have an @-sign."),
+    N_("There must be something after the @-sign."),
+    N_("There must be something before the @-sign."),
+    N_("The part after the @-sign is not valid. It should have a period."),
+    N_("The email address contains invalid characters before the @-sign"),
+    N_("The part after the @-sign contains invalid characters"),
+    N_("An email address cannot have two periods in a row."),
+    N_("An email address cannot start with a period."),
+    N_("An email address cannot have a period immediately before the @-sign."),
+)
+
+
+def _validator_reason(exc: EmailNotValidError) -> str:
+    text = str(exc)
+    head, colon, tail = text.partition(": ")
+    if colon and head in VALIDATOR_WORDS:
+        return f"{_(head)}: {tail}"
+    return _(text) if text in VALIDATOR_WORDS else text
+
+
 def normalise_address(email: str) -> str:
     """The address as it will be stored and sent (ASCII, IDNA domain); raises AddressError."""
     given = email.strip()
@@ -38,18 +62,18 @@ def normalise_address(email: str) -> str:
         result = validate_email(given, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         if not given.partition("@")[0].isascii():
-            reason = (
+            reason = _(
                 "the part before the @ holds non-ASCII characters (it would need SMTPUTF8, "
                 "which a relay cannot be assumed to carry)"
             )
-            raise AddressError(f"{given or '(empty)'}: {reason}") from None
-        raise AddressError(f"{given or '(empty)'}: {exc}") from None
+            raise AddressError(f"{given or _('(empty)')}: {reason}") from None
+        raise AddressError(f"{given or _('(empty)')}: {_validator_reason(exc)}") from None
     return result.ascii_email or result.normalized
 
 
 def for_people(email: str) -> str:
     """The address as people read it: an IDNA domain shown in Unicode."""
-    local, _, domain = email.rpartition("@")
+    local, _at, domain = email.rpartition("@")
     if "xn--" not in domain.lower():
         return email
     try:
@@ -65,10 +89,10 @@ def clean_name(name: str | None) -> str | None:
     stripped = name.strip()
     problem = line_problem(stripped)
     if problem is not None:
-        raise NameProblem(f"the name {problem}")
+        raise NameProblem(_("the name {problem}").format(problem=problem))
     cleaned = " ".join(stripped.split())
     if len(cleaned) > MAX_NAME:
-        raise NameProblem(f"the name is longer than {MAX_NAME} characters")
+        raise NameProblem(_("the name is longer than {count} characters").format(count=MAX_NAME))
     return cleaned or None
 
 
@@ -93,5 +117,7 @@ def clean_basis(basis: str | None) -> str:
     """The operator's basis for consent, on one line; NO_BASIS when none is given."""
     text = " ".join((basis or "").split())
     if len(text) > MAX_BASIS:
-        raise AddressError(f"the consent basis is longer than {MAX_BASIS} characters")
+        raise AddressError(
+            _("the consent basis is longer than {count} characters").format(count=MAX_BASIS)
+        )
     return text or NO_BASIS

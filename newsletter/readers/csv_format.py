@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from newsletter.i18n import _
+from newsletter.readers import csv_spreadsheets
+
 # The columns of an export, in order; `subscribers import` reads them back.
 COLUMNS = (
     "email",
@@ -42,6 +45,10 @@ DELIMITERS = (",", ";", "\t")
 
 class CsvFileError(ValueError):
     """The file as a whole cannot be read as a list: not a file, no header, no 'email' column."""
+
+
+class NotInEncoding(CsvFileError):
+    """The file is not in the encoding asked for (UTF-8 unless said otherwise)."""
 
 
 def safe_cell(value: str) -> str:
@@ -102,6 +109,7 @@ class _Lines:
     """
 
     raw: BinaryIO
+    encoding: str = "utf-8"
     number: int = 0
     row_bytes: int = 0  # read since the record began; the reader loop sets it back to 0
     not_utf8: set[int] = field(default_factory=set)
@@ -115,8 +123,8 @@ class _Lines:
         if not chunk:
             raise StopIteration
         self.number += 1
-        if self.number == 1:
-            chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+        if self.number == 1 and self.encoding == "utf-8":
+            chunk = chunk.removeprefix(csv_spreadsheets.BOM)
         self.row_bytes += len(chunk)
         if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
             self.too_long.add(self.number)
@@ -127,10 +135,10 @@ class _Lines:
             self.row_bytes = 0
             raise _RowTooLong
         try:
-            return chunk.decode("utf-8")
+            return chunk.decode(self.encoding)
         except UnicodeDecodeError:
             self.not_utf8.add(self.number)
-            return chunk.decode("utf-8", "replace")
+            return chunk.decode(self.encoding, "replace")
 
 
 @dataclass(frozen=True)
@@ -147,10 +155,12 @@ def _open_regular(path: Path) -> BinaryIO:
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise CsvFileError(f"{path}: cannot read: {exc.strerror}") from None
+        raise CsvFileError(
+            _("{file}: cannot read: {reason}").format(file=path, reason=exc.strerror)
+        ) from None
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        raise CsvFileError(f"{path}: not a regular file")
+        raise CsvFileError(_("{file}: not a regular file").format(file=path))
     os.set_blocking(descriptor, True)
     return os.fdopen(descriptor, "rb")
 
@@ -159,12 +169,12 @@ class _Delimited(csv.excel):
     """Excel's CSV (double quotes, doubled inside), with the delimiter the header line uses."""
 
 
-def _dialect(raw: BinaryIO) -> type[csv.Dialect]:
+def _dialect(raw: BinaryIO, encoding: str) -> type[csv.Dialect]:
     """Comma, semicolon (Excel in Dutch) or tab: whichever the header line has most of.
 
     Only the header decides: names and cells below may hold any of them.
     """
-    header = raw.readline(MAX_LINE_BYTES).decode("utf-8", "replace")
+    header = raw.readline(MAX_LINE_BYTES).decode(encoding, "replace")
     raw.seek(0)
     counts = {delimiter: header.count(delimiter) for delimiter in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: counts[d])  # ties go to the first: a comma
@@ -174,33 +184,47 @@ def _dialect(raw: BinaryIO) -> type[csv.Dialect]:
 def _problem_of(lines: _Lines, first: int, last: int, values: list[str]) -> str | None:
     span = range(first, last + 1)
     if any(n in lines.too_long for n in span):
-        return f"longer than {MAX_LINE_BYTES // 1024} KiB; skipped"
+        return _("longer than {size} KiB; skipped").format(size=MAX_LINE_BYTES // 1024)
     if any(n in lines.not_utf8 for n in span):
-        return "is not UTF-8 text"
+        return _("is not {encoding} text").format(
+            encoding="UTF-8" if lines.encoding == "utf-8" else lines.encoding
+        )
     if last > first and any("\n" in value for value in values):
-        return f"a quoted field runs on over lines {first}-{last} (a quote not closed?)"
+        return _("a quoted field runs on over lines {first}-{last} (a quote not closed?)").format(
+            first=first, last=last
+        )
     return None
 
 
-def read(path: Path) -> Iterator[Row]:
+def read(path: Path, encoding: str = "utf-8") -> Iterator[Row]:
     """Every record of the CSV file, with its line; a record that cannot be used says why.
 
-    The first line names the columns (case and spaces do not matter) and must include 'email'.
-    Cells are given back as `plain_cell` values.
+    The first line names the columns, in Dutch or English (`csv_spreadsheets.columns`): one
+    holds the address. Cells are given back as `plain_cell` values. A file that is not in
+    `encoding` (UTF-8 unless asked otherwise) is refused whole, saying how to read it.
     """
     # The csv module's own limit (128 KiB a field) would stop mid-record and read the rest of
     # it as new rows; the limits here (per line, per record) are the ones that count.
     csv.field_size_limit(max(csv.field_size_limit(), 2 * MAX_ROW_BYTES))
+    try:
+        encoding = csv_spreadsheets.usable(encoding)
+    except csv_spreadsheets.EncodingError as exc:
+        raise CsvFileError(str(exc)) from None
     with _open_regular(path) as raw:
-        dialect = _dialect(raw)
-        lines = _Lines(raw)
-        reader = csv.reader(lines, dialect=dialect)
         try:
-            header = [name.strip().lower() for name in next(reader)]
+            csv_spreadsheets.check(raw, encoding, MAX_LINE_BYTES)
+        except csv_spreadsheets.EncodingError as exc:
+            raise NotInEncoding(f"{path}: {exc}") from None
+        lines = _Lines(raw, encoding)
+        reader = csv.reader(lines, dialect=_dialect(raw, encoding))
+        try:
+            header = csv_spreadsheets.columns(next(reader))
         except (StopIteration, csv.Error):
-            header = []
-        if "email" not in header:
-            raise CsvFileError("the first line must name the columns, with at least 'email'")
+            raise CsvFileError(
+                _("{file}: the first line must name the columns").format(file=path)
+            ) from None
+        except csv_spreadsheets.ColumnError as exc:
+            raise CsvFileError(f"{path}: {exc}") from None
         done = lines.number
         while True:
             lines.row_bytes = 0
@@ -209,12 +233,18 @@ def read(path: Path) -> Iterator[Row]:
             except StopIteration:
                 break
             except _RowTooLong:
-                cut = f"runs on past {MAX_ROW_BYTES // 1024} KiB (a quote not closed?)"
+                cut = _("runs on past {size} KiB (a quote not closed?)").format(
+                    size=MAX_ROW_BYTES // 1024
+                )
                 yield Row(done + 1, dict.fromkeys(header, ""), cut)
                 done = lines.number
                 continue
             except csv.Error as exc:
-                yield Row(done + 1, dict.fromkeys(header, ""), f"unreadable CSV ({exc})")
+                yield Row(
+                    done + 1,
+                    dict.fromkeys(header, ""),
+                    _("unreadable CSV ({reason})").format(reason=exc),
+                )
                 done = lines.number
                 continue
             first, done = done + 1, lines.number
@@ -222,7 +252,7 @@ def read(path: Path) -> Iterator[Row]:
                 continue  # a blank line
             problem = _problem_of(lines, first, done, values)
             if problem is None and len(values) > len(header):
-                problem = "has more fields than the header names"
+                problem = _("has more fields than the header names")
             cells = dict.fromkeys(header, "")
             cells.update(zip(header, map(plain_cell, values), strict=False))
             yield Row(first, cells, problem)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from newsletter.i18n import _
 from newsletter.readers import consent, csv_format, privacy
 from newsletter.readers.addresses import (
     AddressError,
@@ -62,7 +63,11 @@ def _moment(cells: dict[str, str], column: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise RowError(f"{column}: {text[:40]!r} is not a time like 2026-11-29T07:00:00Z") from None
+        raise RowError(
+            _("{column}: {value!r} is not a time like 2026-11-29T07:00:00Z").format(
+                column=column, value=text[:40]
+            )
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -74,14 +79,20 @@ def _status(cells: dict[str, str], has_status: bool, keep_status: bool) -> Subsc
             status = SubscriberStatus(text)
         except ValueError:
             choices = ", ".join(s.value for s in SubscriberStatus)
-            raise RowError(f"status: {text[:20]!r} is not one of {choices}") from None
+            raise RowError(
+                _("status: {value!r} is not one of {choices}").format(
+                    value=text[:20], choices=choices
+                )
+            ) from None
     left = any(cells.get(c, "").strip() for c in ("unsubscribed_at", "bounced_at"))
     if status is SubscriberStatus.SUBSCRIBED and left:
-        raise RowError("the file says this reader left (unsubscribed_at or bounced_at is set)")
+        raise RowError(_("the file says this reader left (unsubscribed_at or bounced_at is set)"))
     if status is not SubscriberStatus.SUBSCRIBED and not keep_status:
         raise RowError(
-            f"status {status.value}: not on the list in the file, so not imported "
-            "(--keep-status imports them as they are)"
+            _(
+                "status {status}: not on the list in the file, so not imported "
+                "(--keep-status imports them as they are)"
+            ).format(status=status.value)
         )
     return status
 
@@ -94,7 +105,9 @@ def _values(
     for column, limit in PROOF.items():
         text = " ".join(cells.get(column, "").split())
         if len(text) > limit:
-            raise RowError(f"{column}: longer than {limit} characters")
+            raise RowError(
+                _("{column}: longer than {count} characters").format(column=column, count=limit)
+            )
         values[column] = text or None
     values["created_at"] = values["created_at"] or now
     if status is SubscriberStatus.SUBSCRIBED:
@@ -148,16 +161,18 @@ class _Import:
         """The row's address and name, checked; RowError when either is unusable."""
         email = cells.get("email", "").strip()
         if not email:
-            raise RowError("no address in the email column")
+            raise RowError(_("no address in the email column"))
         if len(email) > MAX_ADDRESS:
-            raise RowError(f"the address is longer than {MAX_ADDRESS} characters")
+            raise RowError(
+                _("the address is longer than {count} characters").format(count=MAX_ADDRESS)
+            )
         try:
             address = normalise_address(email)
             name = clean_name(cells.get("name") or None)
         except AddressError as exc:
             raise RowError(str(exc)) from None
         if address_key(address) in self.seen:
-            raise RowError(f"{address} appears twice in the file")
+            raise RowError(_("{address} appears twice in the file").format(address=address))
         self.seen.add(address_key(address))
         return address, name
 
@@ -191,14 +206,16 @@ def import_csv(
     basis: str | None = None,
     keys: Sequence[bytes] = (),
     keep_status: bool = False,
+    encoding: str = "utf-8",
 ) -> ImportReport:
     """Import every good row; report each bad one by line and skip it.
 
-    Raises csv_format.CsvFileError when the file as a whole cannot be read as a list. With
+    Raises csv_format.CsvFileError when the file as a whole cannot be read as a list (no address
+    column, or not in `encoding`: the message says how to read it). With
     `keys`, addresses on the suppression list are skipped and reported by line.
     """
     run = _Import(session, now, clean_basis(basis), keys, keep_status)
-    for row in csv_format.read(path):
+    for row in csv_format.read(path, encoding):
         run.has_status = "status" in row.cells  # every row has every column of the header
         try:
             run.row(row)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.i18n import _
 from newsletter.readers import consent, privacy
 from newsletter.readers.addresses import (
     address_key,
@@ -31,6 +33,22 @@ class Suppressed(ValueError):
     """The address was erased on request: only its owner can put it back, by signing up."""
 
 
+def _already(address: str, existing: Subscriber) -> AlreadySubscribed:
+    return AlreadySubscribed(
+        _("{address} is already on the list ({status})").format(
+            address=address, status=existing.status.value
+        )
+    )
+
+
+def _suppressed(address: str) -> Suppressed:
+    return Suppressed(
+        _("{address} was erased on request; only its owner can sign up again").format(
+            address=address
+        )
+    )
+
+
 def add(
     session: Session,
     email: str,
@@ -50,9 +68,9 @@ def add(
     reason = clean_basis(basis)
     existing = find_by_address(session, address)
     if existing is not None:
-        raise AlreadySubscribed(f"{address} is already on the list ({existing.status.value})")
+        raise _already(address, existing)
     if keys and privacy.suppressed_since(session, keys, address) is not None:
-        raise Suppressed(f"{address} was erased on request; only its owner can sign up again")
+        raise _suppressed(address)
     subscriber = Subscriber(
         email=address,
         email_key=address_key(address),
@@ -190,6 +208,83 @@ def resubscribe(
     )
     session.flush()
     return True
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What `change` did: the address before and after (if it changed), and the name."""
+
+    old_address: str | None = None
+    new_address: str | None = None
+    name: str | None = None  # "changed" or "cleared", or None when the name stayed
+
+    def __bool__(self) -> bool:
+        return self.new_address is not None or self.name is not None
+
+    @property
+    def detail(self) -> str:
+        """The consent log's words (the log is kept in one language)."""
+        said = [f"address {self.old_address} → {self.new_address}"] if self.new_address else []
+        return "; ".join([*said, *([f"name {self.name}"] if self.name else [])])
+
+
+def change(
+    session: Session,
+    subscriber: Subscriber,
+    now: datetime,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    keys: Sequence[bytes] = (),
+) -> Changed:
+    """Correct a reader's address and/or name (`name=""` clears it), logged as the operator's.
+
+    An address used by another reader, or erased on request (with `keys`), is refused.
+    """
+    old = new = named = None
+    if email is not None:
+        address = normalise_address(email)
+        other = find_by_address(session, address)
+        if other is not None and other.id != subscriber.id:
+            raise _already(address, other)
+        if other is None and keys and privacy.suppressed_since(session, keys, address) is not None:
+            raise _suppressed(address)
+        if address != subscriber.email:
+            old, new = subscriber.email, address
+            subscriber.email = address
+            subscriber.email_key = address_key(address)
+    if name is not None:
+        cleaned = clean_name(name)
+        if cleaned != subscriber.name:
+            named = "cleared" if cleaned is None else "changed"
+            subscriber.name = cleaned
+    changed = Changed(old, new, named)
+    if changed:
+        session.flush()
+        consent.log(
+            session,
+            subscriber.id,
+            ConsentEventKind.CHANGED,
+            consent.Source.CLI,
+            now,
+            detail=changed.detail,
+        )
+    return changed
+
+
+def due_at(session: Session, when: datetime) -> int:
+    """How many readers a letter settled for `when` would go to: subscribed, not paused then."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.SUBSCRIBED,
+                Subscriber.paused_until.is_(None) | (Subscriber.paused_until <= when),
+            )
+        )
+        or 0
+    )
 
 
 def find_by_token_id(session: Session, token_id: str) -> Subscriber | None:

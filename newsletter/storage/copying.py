@@ -1,11 +1,12 @@
 """`db copy`: a whole installation from one database into an empty one, every row and id.
 
 The way to move from SQLite to PostgreSQL (and back): subscribers with their status and pauses,
-the consent log and texts, the suppression list, sign-up attempts, issues, editions and the
-delivery ledger, with the same ids (PostgreSQL's sequences are moved past them). The source is
-read in one transaction (one snapshot); the target is written in one transaction per group of
-tables, in batches so memory stays flat, and the row counts are compared afterwards. A target
-that is not empty is refused; if a group fails, what was copied before it is removed again.
+the consent log and texts, the suppression list, sign-up attempts, issues, editions, the
+delivery ledger and the notices to the author, with the same ids (PostgreSQL's sequences are
+moved past them). The source is read in one transaction (one snapshot); the target is written
+in one transaction per group of tables, in batches so memory stays flat, and the row counts are
+compared afterwards. A target that is not empty is refused; if a group fails, what was copied
+before it is removed again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.i18n import _
 from newsletter.storage.db import current_revisions, upgrade
 from newsletter.storage.models import Base
 
@@ -41,6 +43,7 @@ GROUPS = (
         ("subscribers", "consent_texts", "consent_events", "suppressions", "signup_attempts"),
     ),
     ("issues and deliveries", ("issues", "editions", "deliveries")),
+    ("notices to the author", ("notices",)),
 )  # fmt: skip - one group per line reads as the list it is
 
 
@@ -84,18 +87,22 @@ def prepare_target(source: Engine, target: Engine) -> bool:
     refused.
     """
     if _where(source) == _where(target):
-        raise CopyError("the target is the configured database itself")
+        raise CopyError(_("the target is the configured database itself"))
     heads, current = current_revisions(target)
     migrated = False
     if not current:
         if inspect(target).get_table_names():
-            raise CopyError("the target has tables but no schema revision: use an empty database")
+            raise CopyError(
+                _("the target has tables but no schema revision: use an empty database")
+            )
         upgrade(target)
         migrated = True
     elif current != heads:
         raise CopyError(
-            f"the target's schema is at {', '.join(sorted(current))}, this code's at "
-            f"{', '.join(sorted(heads))}: run `newsletter db upgrade` on it, or use an empty one"
+            _(
+                "the target's schema is at {theirs}, this code's at {ours}: run "
+                "`newsletter db upgrade` on it, or use an empty one"
+            ).format(theirs=", ".join(sorted(current)), ours=", ".join(sorted(heads)))
         )
     with target.connect() as connection:
         filled = [
@@ -106,7 +113,9 @@ def prepare_target(source: Engine, target: Engine) -> bool:
         ]
     if filled:
         raise CopyError(
-            f"the target is not empty ({', '.join(filled)} rows): copy only into an empty database"
+            _("the target is not empty ({tables} rows): copy only into an empty database").format(
+                tables=", ".join(filled)
+            )
         )
     return migrated
 
@@ -188,10 +197,12 @@ def copy(
                     _move_sequences(writing, tables)
             except SQLAlchemyError as exc:
                 _remove(target, written)
+                reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
                 raise CopyError(
-                    f"copying the {label} failed ({type(exc).__name__}: "
-                    f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
-                    "the target was emptied again"
+                    _(
+                        "copying the {group} failed ({kind}: {reason}); the target was "
+                        "emptied again"
+                    ).format(group=label, kind=type(exc).__name__, reason=reason)
                 ) from None
             written.extend(tables)
         _verify(reading, target, written)
@@ -202,9 +213,13 @@ def _verify(source: Connection, target: Engine, tables: list[Table]) -> None:
     """The same number of rows on both sides, table by table."""
     with target.connect() as connection:
         differ = [
-            f"{table.name} ({ours} here, {theirs} there)"
+            _("{table} ({ours} here, {theirs} there)").format(
+                table=table.name, ours=ours, theirs=theirs
+            )
             for table in tables
             if (ours := _count(source, table)) != (theirs := _count(connection, table))
         ]
     if differ:
-        raise CopyError(f"row counts differ after the copy: {', '.join(differ)}")
+        raise CopyError(
+            _("row counts differ after the copy: {tables}").format(tables=", ".join(differ))
+        )

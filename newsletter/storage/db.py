@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.i18n import _
 from newsletter.resources import resource_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -64,7 +65,7 @@ def retrying(
                 raise
             if time.monotonic() + wait > deadline:
                 raise DatabaseUnavailable(
-                    f"the database is unreachable: {describe_error(exc)}"
+                    _("the database is unreachable: {reason}").format(reason=describe_error(exc))
                 ) from None
             log.warning("database connection lost (%s); trying again", describe_error(exc))
             sleep(wait)
@@ -75,10 +76,12 @@ class PendingMigrationsError(RuntimeError):
     """The database schema is older than this code."""
 
     def __init__(self, current: set[str], heads: set[str]) -> None:
-        state = ", ".join(sorted(current)) or "empty"
+        state = ", ".join(sorted(current)) or _("empty")
         super().__init__(
-            f"the database needs migrating (it is at {state}, the code expects "
-            f"{', '.join(sorted(heads))}). Run:\n  newsletter db upgrade"
+            _(
+                "the database needs migrating (it is at {state}, the code expects {heads}). "
+                "Run:\n  newsletter db upgrade"
+            ).format(state=state, heads=", ".join(sorted(heads)))
         )
 
 

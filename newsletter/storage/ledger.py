@@ -234,11 +234,15 @@ def record(session: Session, outcomes: Sequence[Outcome], *, owner: str, now: da
     )
 
 
-def release(session: Session, claimed: Sequence[Claimed], *, owner: str) -> None:
-    """Hand claimed deliveries back untried (the relay was down): no attempt, and no age."""
+def release(
+    session: Session, claimed: Sequence[Claimed], *, owner: str, reason: str | None = None
+) -> None:
+    """Hand claimed deliveries back untried (the relay was down): no attempt, and no age.
+    `reason` (why the relay took nothing) is kept as the reply, for `newsletter status`."""
     if not claimed:
         return
     fresh = [c.delivery_id for c in claimed if c.fresh] or [-1]
+    why = {"last_code": None, "last_reply": reason[:500]} if reason else {}
     session.execute(
         update(Delivery)
         .where(
@@ -252,6 +256,7 @@ def release(session: Session, claimed: Sequence[Claimed], *, owner: str) -> None
             first_attempt_at=case((Delivery.id.in_(fresh), None), else_=Delivery.first_attempt_at),
             lease_owner=None,
             lease_expires_at=None,
+            **why,
         )
         .execution_options(synchronize_session=False)
     )

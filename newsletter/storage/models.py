@@ -161,8 +161,14 @@ class Issue(Base):
     status: Mapped[IssueStatus] = mapped_column(_enum(IssueStatus))
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The scheduled time the author pinned it to (`issues pin`): sent then, whatever the rotation
+    # says. One issue per time; a pin whose time passed unsent puts it back in the rotation.
+    pinned_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_issues_theme_status", "theme", "status"),)
+    __table_args__ = (
+        Index("ix_issues_theme_status", "theme", "status"),
+        Index("ix_issues_pinned_for", "pinned_for", unique=True),
+    )
 
 
 class Edition(Base):
@@ -233,6 +239,7 @@ class ConsentEventKind(enum.StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     ERASED = "erased"  # the subscriber's data was erased; the row keeps no link to them
+    CHANGED = "changed"  # the operator corrected the address or the name (`subscribers change`)
 
 
 class ConsentEvent(Base):
@@ -285,3 +292,29 @@ class SignupAttempt(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_signup_attempts_client_hash_at", "client_hash", "at"),)
+
+
+# --- Notes to the author ------------------------------------------------------------------
+
+
+class Notice(Base):
+    """A note to the author from the scheduler (newsletter/notices/), each one once.
+
+    `key` names what it is about (`dry:<time>`, `skipped:<time>`, `stopped:<edition>`,
+    `report:<edition>`); claiming it is inserting it, so two schedulers note a thing once.
+    """
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text())
+    # The author's address when it was mailed; NULL when NEWSLETTER_AUTHOR_EMAIL was unset and
+    # the note went to the log only.
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -28,7 +28,7 @@ from newsletter.storage.db import (
     make_engine,
     session_factory,
 )
-from newsletter.web import archive, preferences, signup
+from newsletter.web import archive, preferences, proof, signup
 from newsletter.web.guards import BodyLimit, CatchAll, SecurityHeaders
 from newsletter.web.pages import Site, in_thread, problem, site
 
@@ -113,6 +113,8 @@ ROUTES = [
     Route(links.RESUME, preferences.resume, methods=WRITE),
     Route(links.COME_BACK, preferences.preferences_page, methods=READ),
     Route(links.COME_BACK, preferences.come_back, methods=WRITE),
+    # A test mail's links: one page, whatever the method; it changes nothing.
+    Route(links.PROOF_MAIL, proof.proof_page, methods=[*READ, *WRITE]),
     Route(links.SIGNUP, signup.show_form, methods=READ),
     Route(links.SIGNUP, signup.sign_up, methods=WRITE),
     Route(links.CONFIRM, signup.confirm_page, methods=READ),

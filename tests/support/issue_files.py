@@ -15,10 +15,19 @@ def write_issue(
     subject: str = "Een open hand",
     question: str = "Wat mag je deze week uit handen geven?",
     preheader: str | None = "Een korte overdenking voor de zondag.",
-    body: str = "Soms is *loslaten* het zachtste wat je kunt doen.\n\nAdem uit, en kijk wat blijft.\n",
+    body: str | None = None,
     extra: str = "",
 ) -> Path:
-    """Write `folder/name.md` with front matter and body; each part can be set or left out."""
+    """Write `folder/name.md` with front matter and body; each part can be set or left out.
+
+    The default body names the file, so two files never hold the same text by accident (a
+    text queued twice under two names is refused).
+    """
+    if body is None:
+        body = (
+            "Soms is *loslaten* het zachtste wat je kunt doen.\n\n"
+            f"Adem uit, en kijk wat blijft.\n\nBrief {name}.\n"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["---", f"theme: {theme}", f"subject: {subject}", f"question: {question}"]
     if preheader is not None:
