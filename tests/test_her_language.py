@@ -134,3 +134,19 @@ def test_the_wheel_carries_the_compiled_catalogs(tmp_path: Path) -> None:
         dutch = archive.read("newsletter/locale/nl/LC_MESSAGES/newsletter.mo")
         assert "newsletter/locale/en/LC_MESSAGES/newsletter.mo" in archive.namelist()
     assert gettext.GNUTranslations(io.BytesIO(dutch)).gettext("Usage:") == "Gebruik:"
+
+
+def test_refusals_and_states_from_below_the_command_line_are_dutch(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Words that come from the address checker and the readers' side, not from a command."""
+    dutch = {"NEWSLETTER_LANGUAGE": "nl"}
+    named = cli("subscribers", "add", "Anna <anna@example.nl>", code=1, env=dutch).stderr
+    assert "Een naam en punthaken rond het e-mailadres zijn hier niet toegestaan" in named
+    cli("subscribers", "add", "anna@bücher.example", "--consent", "op papier")
+    again = cli("subscribers", "add", "anna@bücher.example", code=1, env=dutch).stderr
+    assert "anna@bücher.example staat al op de lijst (ingeschreven)" in again
+    listed = tmp_path / "lijst.csv"
+    listed.write_text("e-mailadres;naam\nanna@bücher.example;Anna\n", encoding="utf-8")
+    imported = cli("subscribers", "import", str(listed), env=dutch).stdout
+    assert "blijft zoals het is: anna@bücher.example (ingeschreven)" in imported

@@ -111,3 +111,32 @@ def test_whatever_is_quoted_the_question_outside_counts_once(quoted: str, quote:
         quoted.replace('"', "").replace("'", "").replace("”", "").replace("’", "").replace("»", "")
     )
     assert questions(f"Wat zeg je als iemand {inner} vraagt?") == 1
+
+
+def test_a_pasted_line_separator_is_named_on_its_own_line(cli: Cli, tmp_path: Path) -> None:
+    """YAML reads U+2028 as a line break, so its own error would name a later line and a
+    missing ':'; the check names the line she sees and the character she cannot see."""
+    folder = tmp_path / "issues"
+    path = write(folder, "geplakt", "theme: zachtheid\nsubject: Zacht\u2028beginnen\n"
+                 "question: Waar begin je zacht?\npreheader: Voor de zondag.\n")  # fmt: skip
+    result = cli("issues", "check", str(path), code=1)
+    assert f"{path}:3: front matter: holds a line separator (U+2028)" in result.stderr
+    assert "could not find expected" not in result.stderr
+    hidden = write(folder, "stuurteken", "theme: zachtheid\nsubject: Zacht\nquestion: Waar\x07?\n")
+    result = cli("issues", "check", str(hidden), code=1)
+    assert f"{hidden}:4: front matter: holds an invisible control character (U+0007" in (
+        result.stderr
+    )
+
+
+def test_a_question_between_quotes_as_a_word_processor_writes_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    folder = tmp_path / "issues"
+    for name, asked in [("krul", "“Waar mag het zachter?”"), ("recht", '"Waar mag het zachter?"')]:
+        path = write(folder, name, f"theme: zachtheid\nsubject: Zacht\nquestion: '{asked}'\n")
+        assert "1 issue file OK" in cli("issues", "check", str(path)).stdout, asked
+    two = write(folder, "twee", "theme: zachtheid\nsubject: Zacht\nquestion: “Waar? Wanneer?”\n")
+    assert "holds 2 questions" in cli("issues", "check", str(two), code=1).stderr
+    none = write(folder, "geen", "theme: zachtheid\nsubject: Zacht\nquestion: “Waar zacht.”\n")
+    assert "must be one question" in cli("issues", "check", str(none), code=1).stderr

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from newsletter.cli._i18n import group
 from newsletter.cli._runtime import Runtime, console, local, pass_runtime
 from newsletter.cli._terminal import cell, printable
-from newsletter.i18n import N_, _, ngettext
+from newsletter.i18n import _, ngettext
 from newsletter.publishing import planning
 from newsletter.readers import addresses, consent, csv_format, importing, subscriptions
 from newsletter.storage.db import transaction
@@ -23,12 +23,7 @@ CONSENT_HELP = (
     "Why you may mail them: the basis recorded in the consent log, e.g. 'signed up on paper at "
     "the retreat of 12 October'. Without it the log says that no basis was given."
 )
-STATUS_WORDS = {
-    SubscriberStatus.PENDING: N_("pending"),
-    SubscriberStatus.SUBSCRIBED: N_("subscribed"),
-    SubscriberStatus.UNSUBSCRIBED: N_("unsubscribed"),
-    SubscriberStatus.BOUNCED: N_("bounced"),
-}
+STATUS_WORDS = subscriptions.STATUS_WORDS
 
 
 @group()

@@ -105,7 +105,10 @@ def issues_test(
     when = dutch_date(planned.send_at.astimezone(rt.settings.zone))
     click.echo(
         _("Sent a test mail of {file} to {address}, dated {date} ({how}).").format(
-            file=path, address=printable(recipient), date=when, how=_(WHEN_SAID[planned.how])
+            file=path,
+            address=printable(addresses.for_people(recipient)),
+            date=when,
+            how=_(WHEN_SAID[planned.how]),
         )
     )
     if rt.settings.smtp is None:

@@ -130,8 +130,9 @@ def _text_field(
 def _check_question(question: str | None, line: int | None, path: Path) -> list[Problem]:
     if question is None:
         return []
-    count = issue_hints.questions(question)  # a '?' inside quotes is no second question
-    if count == 0 or not question.endswith("?"):
+    asked = issue_hints.without_outer_quotes(question)  # “Waar…?” asks what Waar…? asks
+    count = issue_hints.questions(asked)  # a '?' inside quotes is no second question
+    if count == 0 or not asked.endswith("?"):
         return [Problem(path, line, "question", _("must be one question that ends with '?'"))]
     if count > 1:
         return [
@@ -184,6 +185,9 @@ def _split(path: Path, text: str) -> tuple[str, dict[object, object], str]:
         raise IssueFileError(
             [Problem(path, 1, None, _("front matter is not closed with a line '---'"))]
         ) from None
+    unseen = issue_hints.invisible_character(front)
+    if unseen is not None:
+        raise IssueFileError([Problem(path, unseen[0], "front matter", unseen[1])])
     try:
         meta = yaml.safe_load(front)
     except yaml.YAMLError as exc:

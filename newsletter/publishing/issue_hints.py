@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import yaml
 
 from newsletter.i18n import N_, _
+from newsletter.text import bad_character
 
 # A quoted stretch: an opening quote at the start or after a space or bracket, the closing one
 # before the end, a space or punctuation. An apostrophe inside a word ("zo'n") opens nothing.
@@ -27,6 +28,21 @@ NOT_UTF8 = N_(
     "is not UTF-8 text: save it as UTF-8 (Kladblok/Notepad: 'Opslaan als', Codering 'UTF-8'; "
     "TextEdit: 'Opslaan', Tekstcodering 'Unicode (UTF-8)')"
 )
+
+
+_OUTER_QUOTES = {'"': '"', "“": "”", "„": "”", "‘": "’", "'": "'", "«": "»", "»": "«"}
+
+
+def without_outer_quotes(text: str) -> str:
+    """The question inside, when the whole question stands between quotes (as a word
+    processor writes “Waar mag het zachter?”); otherwise the text as it is."""
+    text = text.strip()
+    closing = _OUTER_QUOTES.get(text[:1])
+    if closing is not None and len(text) > 2 and text.endswith(closing):
+        inner = text[1:-1].strip()
+        if closing not in inner and text[0] not in inner:
+            return inner
+    return text
 
 
 def questions(text: str) -> int:
@@ -52,6 +68,20 @@ def _quoted(value: str) -> str:
     if '"' not in value:
         return f'"{value}"'
     return "'" + value.replace("'", "''") + "'"
+
+
+def invisible_character(front: str) -> tuple[int, str] | None:
+    """The file line and description of a character YAML would misread (a line separator
+    pasted from a word processor breaks a line where she sees none), or None. Tabs are left to
+    `yaml_problem`, which says what to use instead."""
+    for index, line in enumerate(front.split("\n")):
+        found = bad_character(line.replace("\t", " "))
+        if found is not None:
+            return index + 1, _(
+                "holds {character}, which cannot be seen but may not stand here; delete it "
+                "and type that part again (it comes along with text pasted from a word processor)"
+            ).format(character=found)
+    return None
 
 
 def yaml_problem(front: str, error: yaml.YAMLError) -> tuple[int | None, str]:

@@ -44,6 +44,19 @@ VALIDATOR_WORDS = (
     N_("An email address cannot have two periods in a row."),
     N_("An email address cannot start with a period."),
     N_("An email address cannot have a period immediately before the @-sign."),
+    N_("An email address cannot have a period and a hyphen next to each other."),
+    N_("A display name and angle brackets around the email address are not permitted here."),
+    N_("A bracketed IP address after the @-sign is not allowed here."),
+    N_("Quoting the part before the @-sign is not allowed here."),
+    N_("There can't be anything after the email address."),
+    N_("The email address contains an invalid character."),
+    N_("The email address contains invalid characters before the @-sign."),
+    N_("The email address contains unsafe characters"),
+    N_("The part after the @-sign is not valid. It is not within a valid top-level domain."),
+    N_(
+        "The part after the @-sign is a special-use or reserved name that cannot be used with "
+        "email."
+    ),
 )
 
 

@@ -18,13 +18,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from newsletter.i18n import _
-from newsletter.readers import consent, csv_format, privacy
+from newsletter.readers import consent, csv_format, privacy, subscriptions
 from newsletter.readers.addresses import (
     AddressError,
     address_key,
     clean_basis,
     clean_name,
     find_by_address,
+    for_people,
     normalise_address,
 )
 from newsletter.storage.models import ConsentEventKind, Subscriber, SubscriberStatus
@@ -183,7 +184,8 @@ class _Import:
         address, name = self.who(row.cells)
         existing = find_by_address(self.session, address)
         if existing is not None:
-            self.report.already.append(f"{address} ({existing.status.value})")
+            state = _(subscriptions.STATUS_WORDS[existing.status])
+            self.report.already.append(f"{for_people(address)} ({state})")
             return
         if self.keys and privacy.suppressed_since(self.session, self.keys, address) is not None:
             self.report.suppressed.append(row.line)

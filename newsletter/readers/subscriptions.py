@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.i18n import _
+from newsletter.i18n import N_, _
 from newsletter.readers import consent, privacy
 from newsletter.readers.addresses import (
     address_key,
     clean_basis,
     clean_name,
     find_by_address,
+    for_people,
     normalise_address,
 )
 from newsletter.storage import ledger_editions
@@ -23,6 +24,13 @@ from newsletter.storage.models import ConsentEventKind, Subscriber, SubscriberSt
 from newsletter.tokens import new_token_id
 
 PAUSE_WEEKS = range(1, 27)
+# A reader's state as people read it.
+STATUS_WORDS = {
+    SubscriberStatus.PENDING: N_("pending"),
+    SubscriberStatus.SUBSCRIBED: N_("subscribed"),
+    SubscriberStatus.UNSUBSCRIBED: N_("unsubscribed"),
+    SubscriberStatus.BOUNCED: N_("bounced"),
+}
 
 
 class AlreadySubscribed(ValueError):
@@ -36,7 +44,7 @@ class Suppressed(ValueError):
 def _already(address: str, existing: Subscriber) -> AlreadySubscribed:
     return AlreadySubscribed(
         _("{address} is already on the list ({status})").format(
-            address=address, status=existing.status.value
+            address=for_people(address), status=_(STATUS_WORDS[existing.status])
         )
     )
 
@@ -44,7 +52,7 @@ def _already(address: str, existing: Subscriber) -> AlreadySubscribed:
 def _suppressed(address: str) -> Suppressed:
     return Suppressed(
         _("{address} was erased on request; only its owner can sign up again").format(
-            address=address
+            address=for_people(address)
         )
     )
 
