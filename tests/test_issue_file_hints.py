@@ -129,9 +129,7 @@ def test_a_pasted_line_separator_is_named_on_its_own_line(cli: Cli, tmp_path: Pa
     )
 
 
-def test_a_question_between_quotes_as_a_word_processor_writes_it(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_a_question_between_quotes_as_a_word_processor_writes_it(cli: Cli, tmp_path: Path) -> None:
     folder = tmp_path / "issues"
     for name, asked in [("krul", "“Waar mag het zachter?”"), ("recht", '"Waar mag het zachter?"')]:
         path = write(folder, name, f"theme: zachtheid\nsubject: Zacht\nquestion: '{asked}'\n")
