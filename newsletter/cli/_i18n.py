@@ -64,40 +64,32 @@ def translated(items: Iterable[_Helped]) -> Iterator[None]:
             item.help = text
 
 
-class Command(click.Command):
-    """A command whose help (its own and its options') is translated when shown."""
+class _Translated:
+    """Help (the command's own and its options') translated while it is rendered."""
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with translated([self]):
-            super().format_help_text(ctx, formatter)
+        with translated([self]):  # type: ignore[list-item]
+            super().format_help_text(ctx, formatter)  # type: ignore[misc]
 
     def get_short_help_str(self, limit: int = 45) -> str:
-        with translated([self]):
-            return super().get_short_help_str(limit)
+        with translated([self]):  # type: ignore[list-item]
+            text: str = super().get_short_help_str(limit)  # type: ignore[misc]
+            return text
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
-        with translated(options):
-            super().format_options(ctx, formatter)
+        params = self.get_params(ctx)  # type: ignore[attr-defined]
+        with translated([p for p in params if isinstance(p, click.Option)]):
+            super().format_options(ctx, formatter)  # type: ignore[misc]
 
 
-class Group(click.Group):
+class Command(_Translated, click.Command):
+    """A command whose help (its own and its options') is translated when shown."""
+
+
+class Group(_Translated, click.Group):
     """A group of commands, translated like `Command`; its subcommands are `Command`s."""
 
     command_class = Command
-
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with translated([self]):
-            super().format_help_text(ctx, formatter)
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        with translated([self]):
-            return super().get_short_help_str(limit)
-
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
-        with translated(options):
-            super().format_options(ctx, formatter)
 
 
 Group.group_class = Group

@@ -24,6 +24,8 @@ CONSENT_HELP = (
     "the retreat of 12 October'. Without it the log says that no basis was given."
 )
 STATUS_WORDS = subscriptions.STATUS_WORDS
+# What adding or changing a reader may be refused for; the message says why.
+REFUSED = (addresses.AddressError, subscriptions.AlreadySubscribed, subscriptions.Suppressed)
 
 
 @group()
@@ -60,11 +62,7 @@ def subscribers_add(rt: Runtime, email: str, name: str | None, basis: str | None
             subscriber = subscriptions.add(
                 session, email, name, datetime.now(UTC), basis=basis, keys=keys
             )
-    except (
-        addresses.AddressError,
-        subscriptions.AlreadySubscribed,
-        subscriptions.Suppressed,
-    ) as exc:
+    except REFUSED as exc:
         raise click.ClickException(printable(str(exc))) from None
     _no_basis_note(basis)
     click.echo(
@@ -291,11 +289,7 @@ def subscribers_change(rt: Runtime, email: str, new_email: str | None, name: str
             changes = subscriptions.change(
                 session, subscriber, datetime.now(UTC), email=new_email, name=name, keys=keys
             )
-    except (
-        addresses.AddressError,
-        subscriptions.AlreadySubscribed,
-        subscriptions.Suppressed,
-    ) as exc:
+    except REFUSED as exc:
         raise click.ClickException(printable(str(exc))) from None
     if changes:
         said = (
