@@ -168,3 +168,13 @@ def test_pending_sign_ups_are_exported_only_when_asked(lived_in: Site) -> None:
         "subscribers"
     ]
     assert eva["status"] == "pending"
+
+
+def test_a_dash_for_output_is_standard_output(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("subscribers", "add", "anna@example.nl", "--consent", "op papier")
+    monkeypatch.chdir(tmp_path)
+    written = cli("subscribers", "export", "--output", "-").stdout
+    assert json.loads(written)["subscribers"][0]["email"] == "anna@example.nl"
+    assert not (tmp_path / "-").exists()

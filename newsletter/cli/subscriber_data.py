@@ -82,6 +82,8 @@ def subscribers_export(
     One reader's export also lists the letters sent to them. CSV cells that a spreadsheet could
     run as a formula are written as text (a ' in front); `subscribers import` reads them back.
     """
+    if output is not None and str(output) == "-":  # the usual word for standard output
+        output = None
     address = address_as_stored(email) if email is not None else None
     factory = rt.factory()
     with factory() as session:
