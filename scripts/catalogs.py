@@ -12,6 +12,7 @@ own words from the Click modules the command line uses.
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,28 @@ def _help_texts(command: click.Command, path: str) -> Iterator[tuple[str, str]]:
             yield from _help_texts(sub, f"{path}.{name}")
 
 
+def _inside_f_strings(package: Path) -> Iterator[tuple[str, int, str | tuple[str, str]]]:
+    """Messages marked inside f-strings, which Babel's extractor does not see on Python 3.11
+    (the tokenizer hands it the whole f-string as one token): read from the syntax tree."""
+    for source in sorted(package.rglob("*.py")):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for call in ast.walk(node):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+                    continue
+                texts = [
+                    a.value
+                    for a in call.args
+                    if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                ]
+                if call.func.id in ("_", "N_", "gettext") and texts:
+                    yield str(source.relative_to(package)), call.lineno, texts[0]
+                elif call.func.id == "ngettext" and len(texts) >= 2:
+                    yield str(source.relative_to(package)), call.lineno, (texts[0], texts[1])
+
+
 def extract() -> Catalog:
     """Every message the program can show, with where it comes from."""
     catalog = Catalog(domain=i18n.DOMAIN, project="newsletter", fuzzy=False)
@@ -61,6 +84,9 @@ def extract() -> Catalog:
         package, [("**.py", "python")], keywords=KEYWORDS
     ):
         catalog.add(message, locations=[(f"newsletter/{filename}", line)], auto_comments=comments)
+    for path, line, message in _inside_f_strings(package):
+        if message not in catalog:
+            catalog.add(message, locations=[(f"newsletter/{path}", line)])
     for text, where in _help_texts(main, "newsletter"):
         catalog.add(text, locations=[(f"help:{where}", 1)])
     for module in CLICK_MODULES:

@@ -15,8 +15,8 @@ import click
 
 from newsletter.cli._i18n import command
 from newsletter.cli._runtime import Runtime, pass_runtime
-from newsletter.cli._terminal import TerminalWriter, json_text, printable
-from newsletter.cli.subscribers import address_as_stored, keys_of, not_on_list
+from newsletter.cli._terminal import TerminalWriter, json_text
+from newsletter.cli.subscribers import address_as_stored, keys_of, not_on_list, shown
 from newsletter.i18n import _, ngettext
 from newsletter.readers import addresses, csv_format, privacy
 from newsletter.storage.db import transaction
@@ -95,7 +95,7 @@ def subscribers_export(
                     _(
                         "{address} was erased on {date}; only a keyed hash of it is kept, on the "
                         "suppression list. There is nothing else to export."
-                    ).format(address=printable(address), date=f"{erased:%Y-%m-%d}")
+                    ).format(address=shown(address), date=f"{erased:%Y-%m-%d}")
                 )
             raise not_on_list(address)
         records = privacy.export_records(session, address, include_pending=include_pending)
@@ -137,13 +137,13 @@ def subscribers_forget(rt: Runtime, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(
             _("Erase everything kept about {address}? This cannot be undone.").format(
-                address=printable(address)
+                address=shown(address)
             ),
             abort=True,
         )
     with transaction(factory) as session:
         result = privacy.forget(session, keys, address, datetime.now(UTC))
-    address = printable(address)
+    address = shown(address)
     if result.on_list:
         click.echo(
             _(

@@ -234,10 +234,13 @@ def _print_list(
     console.print(table)
 
 
+def shown(address: str) -> str:
+    """A stored address as people read it: the domain in Unicode, control characters escaped."""
+    return printable(addresses.for_people(address))
+
+
 def not_on_list(address: str) -> click.ClickException:
-    return click.ClickException(
-        _("{address} is not on the list").format(address=printable(address))
-    )
+    return click.ClickException(_("{address} is not on the list").format(address=shown(address)))
 
 
 def address_as_stored(email: str) -> str:
@@ -259,7 +262,7 @@ def subscribers_unsubscribe(rt: Runtime, email: str) -> None:
         if subscriber is None:
             raise not_on_list(address)
         changed = subscriptions.unsubscribe(session, subscriber, datetime.now(UTC))
-        stored, status = printable(subscriber.email), _(STATUS_WORDS[subscriber.status])
+        stored, status = shown(subscriber.email), _(STATUS_WORDS[subscriber.status])
     if changed:
         click.echo(_("Unsubscribed {address}.").format(address=stored))
     else:
@@ -293,7 +296,11 @@ def subscribers_change(rt: Runtime, email: str, new_email: str | None, name: str
         raise click.ClickException(printable(str(exc))) from None
     if changes:
         said = (
-            [_("address {old} → {new}").format(old=changes.old_address, new=changes.new_address)]
+            [
+                _("address {old} → {new}").format(
+                    old=shown(changes.old_address or ""), new=shown(changes.new_address)
+                )
+            ]
             if changes.new_address
             else []
         )
@@ -301,8 +308,9 @@ def subscribers_change(rt: Runtime, email: str, new_email: str | None, name: str
             said.append(_("name changed") if changes.name == "changed" else _("name cleared"))
         click.echo(
             _("Changed {address}: {changes}.").format(
-                address=printable(address), changes=printable("; ".join(said))
+                address=shown(address),
+                changes=printable("; ".join(said)),
             )
         )
     else:
-        click.echo(_("{address}: nothing to change.").format(address=printable(address)))
+        click.echo(_("{address}: nothing to change.").format(address=shown(address)))
