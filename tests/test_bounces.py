@@ -80,7 +80,7 @@ def events(factory: sessionmaker[Session], kind: ConsentEventKind) -> dict[str, 
 
 def pipe(env: dict[str, str], data: bytes) -> subprocess.CompletedProcess[bytes]:
     """`newsletter bounces ingest` as Postfix's pipe(8) runs it: the message on stdin."""
-    return subprocess.run(
+    done = subprocess.run(
         [NEWSLETTER, "bounces", "ingest"],
         input=data,
         env={**os.environ, **env},
@@ -88,6 +88,8 @@ def pipe(env: dict[str, str], data: bytes) -> subprocess.CompletedProcess[bytes]
         timeout=60,
         check=False,
     )
+    assert b"Running detector" not in done.stderr, "flufl.bounce's INFO lines are not ours to show"
+    return done
 
 
 def test_the_return_path_is_a_verp_address_per_delivery_that_reveals_nothing(
@@ -316,3 +318,12 @@ def test_an_unreachable_mailbox_is_said_plainly_and_tried_again_later(cli_verp: 
     result = cli_verp("bounces", "fetch", code=75, NEWSLETTER_BOUNCE_IMAP_URL=url)
     assert "cannot read the bounce mailbox at 127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_mail_that_is_no_report_is_ignored_in_one_line(cli_verp: Cli) -> None:
+    """What the bounce parsers try on the way (flufl.bounce's detectors) is not shown."""
+    plain = b"From: MAILER-DAEMON@elders.example\nTo: bounces@example.com\nSubject: Hallo\n\nHoi\n"
+    done = pipe(cli_verp.env, plain)
+    assert done.returncode == 0
+    assert b"ignored: not a report" in done.stdout
+    assert done.stderr.count(b"\n") <= 1, done.stderr.decode()

@@ -67,7 +67,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "flufl.bounce"):  # their INFO lines say nothing to the operator
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 for queue_command in (issues_test, *QUEUE_COMMANDS):
