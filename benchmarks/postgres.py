@@ -39,6 +39,15 @@ FINISHED = "SELECT count(*) FROM deliveries WHERE status IN ('sent', 'failed', '
 UNFINISHED = "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'sending', 'retry')"
 
 
+def unreachable(server_url: str) -> str | None:
+    """Why the PostgreSQL server cannot be used, or None when it can."""
+    try:
+        with psycopg.connect(plain_postgres(server_url), connect_timeout=5):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new database on the server of `server_url`, dropped afterwards; yields its URL."""

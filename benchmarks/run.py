@@ -131,6 +131,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.database_url:
+        from benchmarks.postgres import unreachable
+
+        why = unreachable(args.database_url)
+        if why:
+            print(f"PostgreSQL part skipped: {why}\n  start PostgreSQL, then: {command_line()}")
+            return
     wanted = ["none", *[v for v in args.variants.split(",") if v and v != "none"]]
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
