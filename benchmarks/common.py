@@ -90,6 +90,13 @@ class Sink:
             self.controller.stop()
 
 
+def kill_if_running(process: subprocess.Popen[Any]) -> None:
+    """After a failure: no child is left running."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def _subscriber_rows(count: int, columns: set[str]) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     now = datetime.now(UTC).replace(tzinfo=None)
     values = {

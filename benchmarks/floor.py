@@ -91,15 +91,17 @@ def thread_floor(port: int, data: bytes, count: int, threads: int) -> float:
     return per * threads / (time.perf_counter() - started)
 
 
-def ladder(connections: int) -> list[int]:
-    """The process counts to try: the engine's connections up to max(4, 2 × cores)."""
-    top = max(4, 2 * (os.cpu_count() or 1), connections)
+def ladder(connections: int, top: int | None = None) -> list[int]:
+    """The process counts to try: the engine's connections up to max(4, 2 × cores), or `top`."""
+    top = max(top or max(4, 2 * (os.cpu_count() or 1)), connections)
     return list(range(connections, top + 1))
 
 
-def floors(port: int, data: bytes, count: int, connections: int) -> dict[str, Any]:
+def floors(
+    port: int, data: bytes, count: int, connections: int, top: int | None = None
+) -> dict[str, Any]:
     """Every rung of the process ladder, the best of them, and the thread floor."""
-    rungs = {n: round(process_floor(port, data, count, n)) for n in ladder(connections)}
+    rungs = {n: round(process_floor(port, data, count, n)) for n in ladder(connections, top)}
     best = max(rungs, key=lambda n: rungs[n])
     return {
         "process_floor_msgs_per_s": rungs[best],

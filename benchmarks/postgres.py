@@ -11,12 +11,13 @@ of every process of both commands is sampled from /proc.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -26,6 +27,7 @@ from benchmarks.common import (
     NEWSLETTER,
     SUNDAY,
     environment,
+    kill_if_running,
     load,
     parse_sent,
     plain_postgres,
@@ -106,9 +108,11 @@ def run_pair(url: str, env: dict[str, str], total: int) -> dict[str, Any]:
             text=True,
         )
 
-    with TreeWatch() as watch:
+    with TreeWatch() as watch, ExitStack() as children:
         started = time.perf_counter()
         send, worker = start("send"), start("worker")
+        children.callback(kill_if_running, send)
+        children.callback(kill_if_running, worker)
         watch.watch(send, "send")
         watch.watch(worker, "worker")
         first, last = follow(plain_postgres(url), total, send, worker)
@@ -137,8 +141,6 @@ def run_pair(url: str, env: dict[str, str], total: int) -> dict[str, Any]:
 
 
 def _handled(stdout: str, pattern: str) -> int | None:
-    import re
-
     found = re.search(pattern, stdout)
     return sum(int(n) for n in found.groups()) if found else None
 
@@ -160,7 +162,7 @@ def measure_postgres(args: argparse.Namespace, port: int) -> dict[str, Any]:
     }
     if not args.no_floor:
         count = min(args.subscribers, args.floor_messages)
-        figures = floors(port, sample, count, args.connections)
+        figures = floors(port, sample, count, args.connections, args.floor_processes)
         result.update(
             process_floor_msgs_per_s=figures["process_floor_msgs_per_s"],
             thread_floor_msgs_per_s=figures["thread_floor_msgs_per_s"],

@@ -84,7 +84,10 @@ def measure_rounds(
         if not args.no_floor:
             count = min(args.subscribers, args.floor_messages)
             floor_runs.append(
-                {"load_1min_before": load(), **floors(port, sample, count, args.connections)}
+                {
+                    "load_1min_before": load(),
+                    **floors(port, sample, count, args.connections, args.floor_processes),
+                }
             )
     result: dict[str, Any] = {}
     unsigned = median_of(runs["none"], "engine_msgs_per_s")
@@ -118,6 +121,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default="postfix")
     parser.add_argument("--no-floor", action="store_true", help="skip the smtplib floors")
     parser.add_argument("--floor-messages", type=int, default=50_000, help="per floor rung")
+    parser.add_argument(
+        "--floor-processes", type=int, help="the process floor's top rung (max(4, 2 × cores))"
+    )
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="DKIM variants: none,rsa,ed25519"
     )

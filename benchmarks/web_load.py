@@ -26,7 +26,7 @@ import sqlite3
 import subprocess
 import tempfile
 from collections import Counter
-from contextlib import closing
+from contextlib import ExitStack, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from benchmarks.common import (
     command_line,
     environment,
     free_port,
+    kill_if_running,
     load,
     machine,
     passed_through,
@@ -148,9 +149,22 @@ def sink_rate(received: dict[str, list[float]]) -> tuple[float, int]:
     return round(rate), len(times)
 
 
+def start_load(work: Path, env: dict[str, str], args: argparse.Namespace, port: int) -> list[str]:
+    """The load generator's command, its plan written: which readers leave, and the rates."""
+    plan = {
+        "port": port,
+        "unsubscribes_per_s": args.unsubscribes,
+        "signups_per_s": args.signups,
+        "unsubscribe": unsubscribe_targets(work / "bench.db", env, args.subscribers),
+    }
+    (work / "plan.json").write_text(json.dumps(plan))
+    files = [str(work / "plan.json"), str(work / "load.json")]
+    return [PYTHON, "-m", "benchmarks.load_gen", *files]
+
+
 def one_send(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
     """A fresh database, the sink, `serve`, and one send; with the load generator if `loaded`."""
-    with tempfile.TemporaryDirectory(prefix="nl-web-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nl-web-") as tmp, ExitStack() as children:
         work = Path(tmp)
         url = f"sqlite:///{work / 'bench.db'}"
         smtp_port, web_port = free_port(), free_port()
@@ -169,21 +183,14 @@ def one_send(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
             str(work / "sink.txt"),
         ]
         sink = start(sink_command, logs["sink"])
+        children.callback(kill_if_running, sink)
         wait_for_port(smtp_port, "the recording sink")
         serve = start([NEWSLETTER, "serve", "--port", str(web_port)], logs["serve"], env)
+        children.callback(kill_if_running, serve)
         wait_for_port(web_port, "newsletter serve")
-        generator = None
-        if loaded:
-            pool = unsubscribe_targets(work / "bench.db", env, args.subscribers)
-            plan = {
-                "port": web_port,
-                "unsubscribes_per_s": args.unsubscribes,
-                "signups_per_s": args.signups,
-                "unsubscribe": pool,
-            }
-            (work / "plan.json").write_text(json.dumps(plan))
-            files = [str(work / "plan.json"), str(work / "load.json")]
-            generator = start([PYTHON, "-m", "benchmarks.load_gen", *files], logs["load"])
+        generator = start(start_load(work, env, args, web_port), logs["load"]) if loaded else None
+        if generator is not None:
+            children.callback(kill_if_running, generator)
         load_before = load()
         with TreeWatch() as watch:
             watch.watch(serve, "serve")
@@ -259,7 +266,9 @@ def main() -> None:
     result["load_1min_after"] = load()
     result["machine"] = machine()
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"web-load-{args.subscribers}.json"
+    rates = (args.unsubscribes, args.signups) != (50.0, 10.0)
+    tag = f"-{args.unsubscribes:g}u-{args.signups:g}s" if rates else ""
+    out = RESULTS / f"web-load-{args.subscribers}{tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print_figures(result)
     print(f"every figure: {out.relative_to(ROOT)}")
