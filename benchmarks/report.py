@@ -119,8 +119,9 @@ def _web(result: dict[str, Any]) -> None:
         "0 after",
     )
     _line(
-        "  answered before the reader's message (the check bites)",
-        str(check["answered_before_message"]),
+        "  answered before the reader's letter (of which during delivery)",
+        f"{check['answered_before_message']} "
+        f"({check.get('answered_during_delivery_before_message', '?')})",
     )
     _rss("loaded run: ", result["loaded"])
 

@@ -134,11 +134,17 @@ def check(unsubscribes: list[dict[str, Any]], received: dict[str, list[float]]) 
         r["email"] for r in answered if any(t > r["answered"] for t in received.get(r["email"], []))
     ]
     honoured = [r for r in answered if not received.get(r["email"])]
+    letters = [t for reader, ts in received.items() if reader.startswith("lezer") for t in ts]
+    first_letter = min(letters, default=0.0)
     return {
         "answered": len(answered),
         "after_answer": len(after),
         "after_answer_readers": after[:20],
         "answered_before_message": len(honoured),
+        # Of those, answered after the first letter went out: the engine had to skip them.
+        "answered_during_delivery_before_message": sum(
+            1 for r in honoured if r["answered"] > first_letter
+        ),
         "answered_after_message": len(answered) - len(honoured) - len(after),
     }
 
