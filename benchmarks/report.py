@@ -59,16 +59,18 @@ def _sqlite(result: dict[str, Any]) -> None:
             continue
         figures = result[key]
         ratio = figures.get("ratio_to_process_floor")
-        target = "≥ 0.8 × process floor" if key == "dkim_none" else ""
+        # The targets are written for 100,000 readers, unsigned.
+        targeted = key == "dkim_none" and result["subscribers"] == 100_000
         _line(
             f"send, {variant}: engine rate",
-            f"{figures['engine_msgs_per_s']:,.0f} msg/s ({ratio} × floor)",
-            target,
+            f"{figures['engine_msgs_per_s']:,.0f} msg/s"
+            + (f" ({ratio} × floor)" if ratio is not None else ""),
+            "≥ 0.8 × process floor" if targeted and ratio is not None else "",
         )
         _line(
             f"send, {variant}: whole command",
             f"{figures['send_wall_s']} s ({figures['end_to_end_msgs_per_s']:,.0f} msg/s)",
-            "< 40 s" if key == "dkim_none" else "",
+            "< 40 s" if targeted else "",
         )
         _rss(f"send, {variant}: ", figures["rounds"][-1])
     for key in ("render_ms_per_edition", "build_us_per_recipient", "message_bytes"):
