@@ -43,10 +43,12 @@ from benchmarks.common import (
     load,
     machine,
     passed_through,
+    plain_postgres,
     populate,
     queue_issue,
     wait_for_port,
 )
+from benchmarks.postgres import fresh_database
 from benchmarks.procs import TreeWatch
 from benchmarks.report import print_figures
 from benchmarks.sending import run_send
@@ -77,7 +79,21 @@ def logged_errors(log: Path) -> dict[str, Any]:
     return {"count": len(lines), "last": lines[-5:]}
 
 
-def unsubscribe_targets(database: Path, env: dict[str, str], count: int) -> list[list[str]]:
+def _late_readers(url: str) -> list[tuple[str, str]]:
+    """(email, token_id) of the readers in the last 40 % of the ledger."""
+    query = (
+        "SELECT email, token_id FROM subscribers WHERE id > (SELECT max(id) FROM subscribers) * 0.6"
+    )
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
+            return [(str(e), str(t)) for e, t in connection.execute(query)]
+    import psycopg
+
+    with psycopg.connect(plain_postgres(url)) as connection:
+        return [(str(e), str(t)) for e, t in connection.execute(query)]
+
+
+def unsubscribe_targets(env: dict[str, str], count: int) -> list[list[str]]:
     """Readers from the last 40 % of the ledger, shuffled, with their List-Unsubscribe path."""
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from newsletter import links
@@ -85,11 +101,7 @@ def unsubscribe_targets(database: Path, env: dict[str, str], count: int) -> list
 
     settings = load_settings()
     keys = settings.secret_keys()
-    with closing(sqlite3.connect(database)) as connection:
-        (top,) = connection.execute("SELECT max(id) FROM subscribers").fetchone()
-        rows = connection.execute(
-            "SELECT email, token_id FROM subscribers WHERE id > ?", (int(top * 0.6),)
-        ).fetchall()
+    rows = _late_readers(env["NEWSLETTER_DATABASE_URL"])
     random.shuffle(rows)
     base = settings.base_url
     return [
@@ -161,7 +173,7 @@ def start_load(work: Path, env: dict[str, str], args: argparse.Namespace, port: 
         "port": port,
         "unsubscribes_per_s": args.unsubscribes,
         "signups_per_s": args.signups,
-        "unsubscribe": unsubscribe_targets(work / "bench.db", env, args.subscribers),
+        "unsubscribe": unsubscribe_targets(env, args.subscribers),
     }
     (work / "plan.json").write_text(json.dumps(plan))
     files = [str(work / "plan.json"), str(work / "load.json")]
@@ -173,6 +185,8 @@ def one_send(args: argparse.Namespace, loaded: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nl-web-") as tmp, ExitStack() as children:
         work = Path(tmp)
         url = f"sqlite:///{work / 'bench.db'}"
+        if args.database_url:  # a fresh PostgreSQL database, dropped after the children stop
+            url = children.enter_context(fresh_database(args.database_url))
         smtp_port, web_port = free_port(), free_port()
         env = {
             **environment(url, smtp_port, args.connections),
@@ -256,11 +270,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--unsubscribes", type=float, default=50.0, help="per second")
     parser.add_argument("--signups", type=float, default=10.0, help="sign-ups per second")
+    parser.add_argument("--database-url", help="a PostgreSQL server: fresh databases on it")
     args = parser.parse_args()
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command_line(),
         "sink": "benchmarks/rcpt_sink.py (recording Python sink)",
+        "database": "PostgreSQL" if args.database_url else "SQLite",
         "subscribers": args.subscribers,
         "connections": args.connections,
         "passed_through": passed_through(),
@@ -274,6 +290,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     rates = (args.unsubscribes, args.signups) != (50.0, 10.0)
     tag = f"-{args.unsubscribes:g}u-{args.signups:g}s" if rates else ""
+    tag += "-postgres" if args.database_url else ""
     out = RESULTS / f"web-load-{args.subscribers}{tag}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print_figures(result)
