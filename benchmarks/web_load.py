@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.web_load [--subscribers 100000] [--unsubscribes 50]
                                             [--signups 10]
 
-Two sends of a fresh edition to N readers, each on a fresh SQLite database with `newsletter
-serve` running beside it: the first without web load, the second while benchmarks/load_gen.py
-posts one-click unsubscribes (RFC 8058) of readers late in the ledger and fills in the sign-up
-form, at fixed rates, for as long as `send` runs. The sign-up limit per client is raised for the
+Two sends of a fresh edition to N readers, each on a fresh SQLite database (a fresh PostgreSQL
+database on the server of --database-url, when given) with `newsletter serve` beside it: the
+first without web load, the second while benchmarks/load_gen.py posts one-click unsubscribes
+(RFC 8058) of readers late in the ledger and fills in the sign-up form, at fixed rates, for as
+long as `send` runs. The sign-up limit per client is raised for the
 bench (NEWSLETTER_SIGNUP_CLIENT_HOURLY_LIMIT=1000000): every request comes from 127.0.0.1.
 The receiving end is benchmarks/rcpt_sink.py (a recording Python sink, not smtp-sink: it keeps
 each recipient with the time its message was handed over), so both sends are measured against
