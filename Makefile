@@ -62,8 +62,16 @@ fmt: $(DEV)
 test: $(DEV) browser lint
 	$(BIN)/python -m pytest -q
 
+# `make bench`: SQLite (DKIM variants, the process and thread floors), PostgreSQL (send + one
+# worker; skipped with a note when the server is not reachable), the web under a send, peak
+# memory at 1,000,000 readers (about 6 minutes; QUICK=1 leaves it out), then issue 11's targets.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 bench: $(DEV) sink
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --database-url '$(BENCH_DATABASE_URL)'
+	$(BIN)/python -m benchmarks.web_load
+	$(if $(QUICK),,$(BIN)/python -m benchmarks.run --subscribers 1000000 --variants none --no-floor)
+	$(BIN)/python -m benchmarks.summary
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from benchmarks.run import NEWSLETTER, populate
+from benchmarks.common import NEWSLETTER, populate
 
 SECRET = "benchmark-secret-key-0123456789"
 PEAK = (
@@ -79,7 +79,7 @@ def one(count: int, target_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="nl-copy-") as folder:
         work = Path(folder)
         source = work / "bron.db"
-        populate(source, count)
+        populate(f"sqlite:///{source}", count)
         add_history(source, count)
         target = target_url or f"sqlite:///{work / 'doel.db'}"
         if target_url:

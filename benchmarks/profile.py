@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import NEWSLETTER, ROOT, SUNDAY, Sink, environment, populate, write_keys
+from benchmarks.common import NEWSLETTER, ROOT, SUNDAY, Sink, environment, populate
+from benchmarks.costs import write_keys
 
 PARTS = (
     "EditionMessage.build",
@@ -59,8 +60,9 @@ def main() -> None:
         Sink("postfix") as sink,
     ):
         work = Path(tmp)
-        env = {**environment(work, sink.port, 2), **write_keys(Path(keys_dir))[args.variant]}
-        populate(work / "bench.db", args.subscribers)
+        url = f"sqlite:///{work / 'bench.db'}"
+        env = {**environment(url, sink.port, 2), **write_keys(Path(keys_dir))[args.variant]}
+        populate(url, args.subscribers)
         issue = sorted((ROOT / "issues").glob("*.md"))[0]
         subprocess.run([NEWSLETTER, "issues", "queue", str(issue)], env=env, check=True,
                        capture_output=True)  # fmt: skip

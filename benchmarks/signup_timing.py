@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from benchmarks.run import NEWSLETTER, RESULTS, free_port, machine
+from benchmarks.common import NEWSLETTER, RESULTS, free_port, machine
 
 STATES = ("new", "pending", "subscribed", "unsubscribed", "bounced", "erased")
 SECRET = "benchmark-secret-key-0123456789"
