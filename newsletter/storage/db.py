@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.i18n import _
 from newsletter.resources import resource_dir
+from newsletter.storage.sqlite_turns import take_turns
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How long a unit of work is retried while the database is away (a restart, a failover).
@@ -111,6 +112,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             **kwargs,
         )
+        # Before BEGIN IMMEDIATE below: the listeners of an event run in the order they came.
+        take_turns(engine, engine.url.database or "", SQLITE_BUSY_TIMEOUT_MS / 1000)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
