@@ -155,7 +155,11 @@ def describe_report(report: DeliveryReport, settings: Settings) -> None:
             )
         )
     if p.handled:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # The largest process: this one, or one of the sending processes it ran (reaped by now).
+        peak = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
         click.echo(
             _(
                 "Sent {sent}, failed {failed}, to retry {retry}, skipped {skipped} "
