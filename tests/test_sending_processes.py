@@ -99,7 +99,7 @@ def test_a_sending_process_killed_mid_send_costs_no_reader(
             wait_for(handler, 300, process)
             children = sending_children(process.pid)
             os.kill(children[0], signal.SIGKILL)
-            out, err = process.communicate(timeout=180)
+            _out, err = process.communicate(timeout=180)
     finally:
         controller.stop()
     assert process.returncode == 0, err
