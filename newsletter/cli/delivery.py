@@ -17,10 +17,11 @@ from newsletter.cli._i18n import command
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
 from newsletter.cli.check import refuse_to_send_wrong
 from newsletter.delivery.engine import CapReached, retry_edition
-from newsletter.delivery.processes import deliver, process_count, work
+from newsletter.delivery.processes import deliver, work
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
 from newsletter.delivery.run import Progress as SendProgress
 from newsletter.delivery.senders import SenderBusy
+from newsletter.delivery.share import process_count
 from newsletter.i18n import _
 from newsletter.mail.transport import RelayRefuses, RelayUnavailable
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle

@@ -1,5 +1,6 @@
-"""Sending on every core: a send or a worker spread over child processes, each with its share of
-the connections and the pace and its own prepared edition, all sharing the caps.
+"""Sending on every core: a send or a worker spread over processes, each with its share of the
+connections and the pace and its own prepared edition, all sharing the caps. The parent sends
+the first share itself, in a thread, and starts a child process for each of the others.
 
 The parent holds what the command holds (SQLite's sender lock), takes back abandoned claims
 before its children start (on SQLite only the parent may: a child would take back its
@@ -14,38 +15,38 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import pickle
 import queue
 import secrets
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter import i18n
 from newsletter.delivery import engine as single
 from newsletter.delivery import worker as single_worker
 from newsletter.delivery.engine import CapReached
 from newsletter.delivery.pacing import CapsShare
 from newsletter.delivery.run import Clock, DeliveryReport, Progress, next_retry_at, unfinished_count
-from newsletter.delivery.senders import Liveness, Senders, SqliteSenders, StatusReader, senders_for
-from newsletter.mail.transport import RelayUnavailable, Transport
+from newsletter.delivery.senders import Senders, SqliteSenders, senders_for
+from newsletter.delivery.share import (
+    FIELDS,
+    POLL_SECONDS,
+    Job,
+    child_main,
+    process_count,
+    run_share,
+    shares,
+)
+from newsletter.mail.transport import Transport
 from newsletter.settings import Settings
 from newsletter.storage import ledger, ledger_editions
 from newsletter.storage.db import (
-    DatabaseUnavailable,
-    make_engine,
     retrying,
-    session_factory,
     transaction,
 )
 
@@ -55,147 +56,29 @@ T = TypeVar("T")
 # Spawned, not forked: the parent may have threads (a scheduler, a progress bar) and open
 # database connections, which a fork would copy half-way.
 CONTEXT = multiprocessing.get_context("spawn")
-POLL_SECONDS = 0.25
 MAX_ROUNDS = 5  # a send whose children keep dying stops after this many rounds
-FIELDS = 5  # per child: sent, failed, retry, skipped, recovered
-EXPECTED = (RelayUnavailable, CapReached, DatabaseUnavailable)
 
 
-def process_count(settings: Settings, transport_factory: object = None) -> int:
-    """How many processes send: never more than the connections, so the relay sees no more."""
-    if transport_factory is not None or settings.smtp is None:
-        return 1  # a test's transport cannot cross a process boundary; the outbox is one folder
-    return max(1, min(settings.send_processes, settings.smtp_connections))
+class _Here:
+    """The parent's own share, sent by a thread: one process fewer to start and to hold in
+    memory. It looks like a child process to the team."""
 
-
-def shares(settings: Settings, count: int) -> list[Settings]:
-    """Each child's settings: its connections, and its part of the pace and in-flight window."""
-    total = settings.smtp_connections
-    connections = [total // count + (1 if i < total % count else 0) for i in range(count)]
-    return [
-        settings.model_copy(
-            update={
-                "smtp_connections": k,
-                "smtp_rate": settings.smtp_rate * k / total,
-                "inflight_window": max(1, settings.inflight_window * k // total),
-                "send_processes": 1,
-            }
+    def __init__(self, job: Job, engine: Engine) -> None:
+        self.pid = os.getpid()
+        self.thread = threading.Thread(
+            target=run_share, args=(job, engine, threading.Event()), name="share-0", daemon=True
         )
-        for k in connections
-    ]
+        self.thread.start()
 
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.thread.is_alive() else 0
 
-class _Sibling:
-    """A child's view of the senders: the parent holds the command's lock, and on SQLite only
-    the parent takes back claims (everyone else's would be its siblings')."""
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
 
-    def __init__(self, inner: Senders) -> None:
-        self.inner = inner
-        self.skip_locked = inner.skip_locked
-
-    def exclusive(self) -> AbstractContextManager[None]:
-        return nullcontext()
-
-    def alive(self, owner: str) -> AbstractContextManager[Liveness]:
-        return self.inner.alive(owner)
-
-    def recover(self, factory: sessionmaker[Session], owner: str) -> int:
-        if isinstance(self.inner, SqliteSenders):
-            return 0
-        return self.inner.recover(factory, owner)
-
-    def write_turns(self) -> AbstractContextManager[object]:
-        return self.inner.write_turns()
-
-    def status_reader(self) -> StatusReader:
-        return self.inner.status_reader()
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a child process is given: picklable, with the shared objects of the team."""
-
-    mode: str  # "send" or "work"
-    settings: Settings
-    family: str
-    slot: int
-    clock: tuple[datetime, float]
-    parent: int
-    stop: Any  # multiprocessing Event: finish in-flight messages, then end
-    totals: Any  # multiprocessing Array of FIELDS counts per slot
-    caps: CapsShare
-    events: Any  # multiprocessing Queue of (slot, exception)
-    idle_seconds: float
-    pause_seconds: float
-
-
-def child_main(job: Job) -> None:
-    """A child process: send its share until done (a send) or stopped (a worker)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which says stop
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    i18n.use(job.settings.language)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    done = threading.Event()
-    threading.Thread(target=_follow, args=(job, stop, done), daemon=True).start()
-    engine = make_engine(job.settings.database_url)
-    factory = session_factory(engine)
-    senders = _Sibling(senders_for(engine))
-    clock = Clock(*job.clock)
-    last = [Progress()]
-
-    def report(progress: Progress, recovered: int = 0) -> None:
-        last[0] = progress
-        with job.totals.get_lock():
-            base = job.slot * FIELDS
-            job.totals[base : base + FIELDS] = [
-                progress.sent,
-                progress.failed,
-                progress.retry,
-                progress.skipped,
-                recovered,
-            ]
-
-    try:
-        if job.mode == "send":
-            result = single.deliver(
-                engine, factory, job.settings, clock, on_batch=report, stop=stop,
-                senders=senders, family=job.family, caps_share=job.caps,
-            )  # fmt: skip
-            report(result.progress, result.recovered)
-        else:
-            progress = single_worker.work(
-                engine, factory, job.settings, stop, clock=clock, on_batch=report,
-                idle_seconds=job.idle_seconds, pause_seconds=job.pause_seconds,
-                senders=senders, family=job.family, caps_share=job.caps,
-            )  # fmt: skip
-            report(progress)
-    except BaseException as exc:
-        if not isinstance(exc, EXPECTED):
-            log.exception("sending process %d failed", os.getpid())
-        report(last[0])
-        job.events.put((job.slot, _portable(exc)))
-        if not isinstance(exc, CapReached):  # capped: the others finish what they claimed
-            job.stop.set()
-    finally:
-        done.set()
-        engine.dispose()
-
-
-def _follow(job: Job, stop: threading.Event, done: threading.Event) -> None:
-    """Stop when the parent says so, or when the parent is gone."""
-    while not done.wait(POLL_SECONDS):
-        if job.stop.is_set() or os.getppid() != job.parent:
-            stop.set()
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """The exception itself when it crosses a process boundary intact, else its kind and text."""
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
+    def kill(self) -> None:
+        pass  # it follows the team's stop
 
 
 class Team:
@@ -203,6 +86,7 @@ class Team:
 
     def __init__(
         self,
+        engine: Engine,
         senders: Senders,
         factory: sessionmaker[Session],
         settings: Settings,
@@ -212,6 +96,7 @@ class Team:
         idle_seconds: float = 5.0,
         pause_seconds: float = 30.0,
     ) -> None:
+        self.engine = engine
         self.senders = senders
         self.factory = factory
         self.settings = settings
@@ -224,7 +109,7 @@ class Team:
         self.events = CONTEXT.Queue()
         self.totals = CONTEXT.Array("q", FIELDS * len(self.shares))
         self.caps = CapsShare(CONTEXT)
-        self.children: dict[int, tuple[BaseProcess, str]] = {}
+        self.children: dict[int, tuple[BaseProcess | _Here, str]] = {}
         self.banked = [0] * FIELDS  # counts of children that ended and were replaced
         self.started = 0
         self.error: BaseException | None = None
@@ -246,8 +131,12 @@ class Team:
         family = f"{self.family}/{self.started}"
         job = Job(
             self.mode, self.shares[slot], family, slot, (self.clock.start, self.clock.t0),
-            os.getpid(), self.stop, self.totals, self.caps, self.events, *self.waits,
+            None if slot == 0 else os.getpid(), self.stop, self.totals, self.caps, self.events,
+            *self.waits,
         )  # fmt: skip
+        if slot == 0:
+            self.children[slot] = (_Here(job, self.engine), family)
+            return
         process = CONTEXT.Process(
             target=child_main, args=(job,), name=f"newsletter-sender-{slot}", daemon=True
         )
@@ -255,7 +144,7 @@ class Team:
         self.children[slot] = (process, family)
 
     def start_all(self) -> None:
-        for slot in range(len(self.shares)):
+        for slot in reversed(range(len(self.shares))):  # the children first: they take longest
             self.start(slot)
 
     def poll(self, outer_stop: threading.Event) -> list[int]:
@@ -342,7 +231,7 @@ def deliver(
     progress = Progress()
     with senders.exclusive():
         recovered = _recover_first(senders, factory, settings)
-        team = Team(senders, factory, settings, clock, "send")
+        team = Team(engine, senders, factory, settings, clock, "send")
         try:
             for _round in range(MAX_ROUNDS):
                 team.start_all()
@@ -407,7 +296,7 @@ def work(
     with senders.exclusive():
         _recover_first(senders, factory, settings)
         team = Team(
-            senders, factory, settings, clock, "work",
+            engine, senders, factory, settings, clock, "work",
             idle_seconds=idle_seconds, pause_seconds=pause_seconds,
         )  # fmt: skip
         try:
