@@ -169,3 +169,32 @@ def test_the_hourly_cap_holds_for_all_processes_together(
     assert len(handler.received) == 30
     assert "cap is reached" in result.stdout
     assert still_sending(factory) == []
+
+
+def test_a_worker_replaces_a_sending_process_that_died(
+    cli: Cli, env: dict[str, str], tmp_path: Path, factory: sessionmaker[Session]
+) -> None:
+    addresses = prepare(cli, tmp_path, 3000)
+    handler = RecordingHandler()
+    controller = start_smtp(handler)
+    run_env = {**env, **TWO, "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{controller.port}"}
+    try:
+        with spawned(run_env, "worker", "--now", SUNDAY) as worker:
+            wait_for(handler, 300, worker)
+            first = sending_children(worker.pid)
+            os.kill(first[0], signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while len(per_rcpt(handler)) < len(addresses) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            replaced = sending_children(worker.pid)
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=60)
+    finally:
+        controller.stop()
+    assert worker.returncode == 0, err
+    assert "Worker stopped: sent" in out
+    assert len(replaced) == 1 and replaced != first, "a new child took the dead one's place"
+    received = per_rcpt(handler)
+    assert set(received) == set(addresses)
+    assert sum(n - 1 for n in received.values()) <= WINDOW
+    assert still_sending(factory) == []

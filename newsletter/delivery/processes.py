@@ -130,10 +130,18 @@ class Team:
         self.started += 1
         family = f"{self.family}/{self.started}"
         job = Job(
-            self.mode, self.shares[slot], family, slot, (self.clock.start, self.clock.t0),
-            None if slot == 0 else os.getpid(), self.stop, self.totals, self.caps, self.events,
+            self.mode,
+            self.shares[slot],
+            family,
+            slot,
+            (self.clock.start, self.clock.t0),
+            None if slot == 0 else os.getpid(),
+            self.stop,
+            self.totals,
+            self.caps,
+            self.events,
             *self.waits,
-        )  # fmt: skip
+        )
         if slot == 0:
             self.children[slot] = (_Here(job, self.engine), family)
             return
@@ -223,9 +231,14 @@ def deliver(
     """Send every due delivery, on `NEWSLETTER_SEND_PROCESSES` processes (`engine.deliver`)."""
     if process_count(settings, transport_factory) == 1:
         return single.deliver(
-            engine, factory, settings, clock,
-            on_batch=on_batch, transport_factory=transport_factory, stop=stop,
-        )  # fmt: skip
+            engine,
+            factory,
+            settings,
+            clock,
+            on_batch=on_batch,
+            transport_factory=transport_factory,
+            stop=stop,
+        )
     stop = stop or threading.Event()
     senders = senders_for(engine)
     progress = Progress()
@@ -288,17 +301,29 @@ def work(
     clock = clock or Clock()
     if process_count(settings) == 1:
         return single_worker.work(
-            engine, factory, settings, stop, clock=clock, idle_seconds=idle_seconds,
-            pause_seconds=pause_seconds, on_batch=on_batch,
-        )  # fmt: skip
+            engine,
+            factory,
+            settings,
+            stop,
+            clock=clock,
+            idle_seconds=idle_seconds,
+            pause_seconds=pause_seconds,
+            on_batch=on_batch,
+        )
     senders = senders_for(engine)
     progress = Progress()
     with senders.exclusive():
         _recover_first(senders, factory, settings)
         team = Team(
-            engine, senders, factory, settings, clock, "work",
-            idle_seconds=idle_seconds, pause_seconds=pause_seconds,
-        )  # fmt: skip
+            engine,
+            senders,
+            factory,
+            settings,
+            clock,
+            "work",
+            idle_seconds=idle_seconds,
+            pause_seconds=pause_seconds,
+        )
         try:
             team.start_all()
             while team.children:

@@ -141,16 +141,31 @@ def run_share(job: Job, engine: Engine, stop: threading.Event) -> None:
     try:
         if job.mode == "send":
             result = single.deliver(
-                engine, factory, job.settings, clock, on_batch=report, stop=stop,
-                senders=senders, family=job.family, caps_share=job.caps,
-            )  # fmt: skip
+                engine,
+                factory,
+                job.settings,
+                clock,
+                on_batch=report,
+                stop=stop,
+                senders=senders,
+                family=job.family,
+                caps_share=job.caps,
+            )
             report(result.progress, result.recovered)
         else:
             progress = single_worker.work(
-                engine, factory, job.settings, stop, clock=clock, on_batch=report,
-                idle_seconds=job.idle_seconds, pause_seconds=job.pause_seconds,
-                senders=senders, family=job.family, caps_share=job.caps,
-            )  # fmt: skip
+                engine,
+                factory,
+                job.settings,
+                stop,
+                clock=clock,
+                on_batch=report,
+                idle_seconds=job.idle_seconds,
+                pause_seconds=job.pause_seconds,
+                senders=senders,
+                family=job.family,
+                caps_share=job.caps,
+            )
             report(progress)
     except BaseException as exc:
         if not isinstance(exc, EXPECTED):
