@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     smtp_hourly_limit: int = Field(0, ge=0)
     smtp_daily_limit: int = Field(0, ge=0)
     inflight_window: int = Field(50, ge=1, le=10_000)
+    # Sending processes, each with its share of the connections (docs/architecture.md).
+    send_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     lease_seconds: int = Field(300, ge=10)
     database_patience_seconds: float = Field(60.0, ge=0, le=3600)
     retry_max_age_hours: float = Field(48.0, gt=0)

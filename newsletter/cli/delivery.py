@@ -16,11 +16,12 @@ import click
 from newsletter.cli._i18n import command
 from newsletter.cli._runtime import Runtime, console, local, log, parse_now, pass_runtime
 from newsletter.cli.check import refuse_to_send_wrong
-from newsletter.delivery.engine import CapReached, deliver, retry_edition
+from newsletter.delivery.engine import CapReached, retry_edition
+from newsletter.delivery.processes import deliver, work
 from newsletter.delivery.run import Clock, DeliveryReport, unfinished_count
 from newsletter.delivery.run import Progress as SendProgress
 from newsletter.delivery.senders import SenderBusy
-from newsletter.delivery.worker import work
+from newsletter.delivery.share import process_count
 from newsletter.i18n import _
 from newsletter.mail.transport import RelayRefuses, RelayUnavailable
 from newsletter.publishing.editions import EditionError, Settled, SettleOutcome, settle
@@ -155,7 +156,11 @@ def describe_report(report: DeliveryReport, settings: Settings) -> None:
             )
         )
     if p.handled:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # The largest process: this one, or one of the sending processes it ran (reaped by now).
+        peak = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
         click.echo(
             _(
                 "Sent {sent}, failed {failed}, to retry {retry}, skipped {skipped} "
@@ -189,6 +194,21 @@ def describe_report(report: DeliveryReport, settings: Settings) -> None:
         )
 
 
+def stop_on_signals() -> threading.Event:
+    """SIGTERM and Ctrl-C set the event: in-flight messages are finished and recorded, the
+    sending processes end, and the command reports what it did."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing in-flight messages", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 @command()
 @click.option("--now", "now_text", metavar="ISO-8601", help="Run the job as of this moment.")
 @pass_runtime
@@ -210,12 +230,13 @@ def send(rt: Runtime, now_text: str | None) -> None:
     except EditionError as exc:
         unsettled = exc  # what was due before still goes out; the exit status says it
         click.echo(_("Error: {message}").format(message=exc), err=True)
+    stop = stop_on_signals()
     try:
         total = retrying(
             lambda: unfinished_count(factory), patience=settings.database_patience_seconds
         )
         with progress_reporter(total) as on_batch:
-            report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch)
+            report = deliver(rt.engine, factory, settings, clock, on_batch=on_batch, stop=stop)
     except SenderBusy as exc:
         raise click.ClickException(str(exc)) from None
     except CapReached as exc:
@@ -254,18 +275,12 @@ def worker(rt: Runtime, now_text: str | None) -> None:
     refuse_to_send_wrong(rt.settings)
     settings = rt.settings
     factory = rt.factory()
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("received %s: finishing in-flight messages", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     clock = Clock(parse_now(now_text, settings))
     log.info(
-        "worker started with %d connection(s) to %s",
+        "worker started with %d connection(s) in %d process(es) to %s",
         settings.smtp_connections,
+        process_count(settings),
         settings.smtp.host if settings.smtp else "the outbox",
     )
     try:

@@ -1,10 +1,10 @@
 """The delivery engine: connections that claim due deliveries, send them, and record every outcome.
 
-Several connections (threads) share one process: each owns a transport and claims its own
-batches, so at most `NEWSLETTER_INFLIGHT_WINDOW` accepted messages can ever be unrecorded. How
-senders share a database (one at a time on SQLite, any number on PostgreSQL) is in `senders`.
-A bounce is orchestrated here: the outcome recorded and the reader marked bounced, in one
-transaction.
+Several connections (threads) share one process (and `processes` runs several such processes):
+each owns a transport and claims its own batches, so at most `NEWSLETTER_INFLIGHT_WINDOW`
+accepted messages can ever be unrecorded. How senders share a database (one at a time on SQLite,
+any number on PostgreSQL) is in `senders`. A bounce is orchestrated here: the outcome recorded
+and the reader marked bounced, in one transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter import links
 from newsletter.delivery import decisions
 from newsletter.delivery.breaker import Breaker
-from newsletter.delivery.pacing import Caps, Pacer
+from newsletter.delivery.pacing import Caps, CapsShare, Pacer
 from newsletter.delivery.run import (
     Clock,
     DeliveryReport,
@@ -236,6 +236,8 @@ class SendingProcess:
         transport_factory: Callable[[], Transport] | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
+        family: str | None = None,
+        caps_share: CapsShare | None = None,
     ) -> None:
         connections = settings.smtp_connections
         if settings.smtp is None:
@@ -247,11 +249,11 @@ class SendingProcess:
             settings=settings,
             senders=senders,
             clock=clock,
-            owner=new_owner(),
+            owner=new_owner(family),
             connections=connections,
             batch_size=max(1, settings.inflight_window // connections),
             pacer=Pacer(settings.smtp_rate or None),
-            caps=Caps(factory, settings, clock.now),
+            caps=Caps(factory, settings, clock.now, caps_share),
             progress=progress or Progress(),
             stop=stop or threading.Event(),
             keys=settings.secret_keys(),
@@ -314,13 +316,17 @@ def deliver(
     on_batch: Callable[[Progress], None] | None = None,
     transport_factory: Callable[[], Transport] | None = None,
     stop: threading.Event | None = None,
+    senders: Senders | None = None,
+    family: str | None = None,
+    caps_share: CapsShare | None = None,
 ) -> DeliveryReport:
-    """Send every due delivery of every edition; RelayUnavailable or CapReached stop the run.
+    """Send every due delivery of every edition in this process; RelayUnavailable or CapReached
+    stop the run. (`processes.deliver` spreads it over several; they pass the last three.)
 
     A dropped database connection starts the run again as a new sender (its claims are taken
     back); DatabaseUnavailable when the database stays away.
     """
-    senders = senders_for(engine)
+    senders = senders or senders_for(engine)
     progress = Progress()
     recovered = 0
     patience = settings.database_patience_seconds
@@ -335,6 +341,8 @@ def deliver(
                 transport_factory=transport_factory,
                 stop=stop,
                 progress=progress,
+                family=family,
+                caps_share=caps_share,
             )
             try:
                 with senders.alive(run.shared.owner) as proof:

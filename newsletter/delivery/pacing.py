@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from multiprocessing.context import BaseContext
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,17 +104,32 @@ class Pacer:
             self._next_slot = max(self._next_slot, now + 1.0 / self.state.current)
 
 
+class CapsShare:
+    """What is left of the caps, shared by the processes of one send: counted by whichever
+    finds the count stale, taken under one lock, so N processes never take it N times."""
+
+    def __init__(self, context: BaseContext) -> None:
+        self.lock = context.Lock()
+        self.left = context.Value("q", -1, lock=False)  # -1: no cap in force
+        self.counted = context.Value("d", -1.0, lock=False)  # time.monotonic(): system-wide
+
+
 class Caps:
     """The relay's hourly and daily limits, counted from the ledger across all senders."""
 
     def __init__(
-        self, factory: sessionmaker[Session], settings: Settings, now: Callable[[], datetime]
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        now: Callable[[], datetime],
+        share: CapsShare | None = None,
     ) -> None:
         self.factory = factory
         self.hourly = settings.smtp_hourly_limit
         self.daily = settings.smtp_daily_limit
         self.now = now
-        self._lock = threading.Lock()
+        self.share = share
+        self._lock: AbstractContextManager[object] = share.lock if share else threading.Lock()
         self._left: int | None = None
         self._counted = 0.0
 
@@ -135,12 +152,16 @@ class Caps:
 
     def take(self, wanted: int) -> int:
         """How many of `wanted` messages may be claimed now (0: the cap is reached)."""
+        if not self.hourly and not self.daily:
+            return wanted
         with self._lock:
+            if self.share is not None and self.share.counted.value >= 0:
+                self._left, self._counted = self.share.left.value, self.share.counted.value
             if self._left is None or time.monotonic() - self._counted > CAP_REFRESH_SECONDS:
                 self._left = self._count()
                 self._counted = time.monotonic()
-            if self._left is None:
-                return wanted
-            granted = min(wanted, self._left)
-            self._left -= granted
+            granted = min(wanted, self._left or 0)
+            self._left = (self._left or 0) - granted
+            if self.share is not None:
+                self.share.left.value, self.share.counted.value = self._left, self._counted
             return granted

@@ -32,12 +32,13 @@ T = TypeVar("T")
 class Clock:
     """The job's clock: real time, or real time shifted to start at --now."""
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, t0: float | None = None) -> None:
         self.start = start or datetime.now(UTC)
-        self._t0 = time.monotonic()
+        # time.monotonic() is system-wide, so a child process can go on with its parent's clock.
+        self.t0 = time.monotonic() if t0 is None else t0
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self._t0)
+        return self.start + timedelta(seconds=time.monotonic() - self.t0)
 
 
 @dataclass
@@ -105,8 +106,11 @@ class Shared:
             return message
 
 
-def new_owner() -> str:
-    """A sender process's identity in the ledger: host, pid and a random part."""
+def new_owner(family: str | None = None) -> str:
+    """A sender's identity in the ledger: host, pid and a random part; or, for a child process
+    of a send, its family (which the parent releases if the child dies) and a random part."""
+    if family is not None:
+        return f"{family}.{secrets.token_hex(3)}"
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 

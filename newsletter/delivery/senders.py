@@ -1,10 +1,11 @@
 """How senders coexist on each database: one small class per database, chosen once.
 
-SQLite: one sending process at a time, guarded by an OS file lock (released by the kernel when
-the process dies), so a sender may take back every claim it finds; its threads take turns to
-write. PostgreSQL: any number of senders on any machines; each holds a session advisory lock
-named after its owner id for its lifetime, so a `pg_try_advisory_xact_lock` on another owner's
-key succeeds only if that owner is gone; claims use `FOR UPDATE SKIP LOCKED`.
+SQLite: one sending command at a time, guarded by an OS file lock (released by the kernel when
+the process dies), so a sender may take back every claim it finds; its threads and its child
+processes take turns to write. PostgreSQL: any number of senders on any machines; each holds a
+session advisory lock named after its owner id for its lifetime, so a
+`pg_try_advisory_xact_lock` on another owner's key succeeds only if that owner is gone; claims
+use `FOR UPDATE SKIP LOCKED`.
 """
 
 from __future__ import annotations
@@ -104,10 +105,10 @@ class SqliteSenders:
         self.database = engine.url.database or ""
         self._turns = threading.Lock()
 
-    def _lock_path(self) -> Path | None:
+    def _lock_path(self, suffix: str = ".sender-lock") -> Path | None:
         if not self.database or self.database == ":memory:":
             return None
-        return Path(self.database).with_name(Path(self.database).name + ".sender-lock")
+        return Path(self.database).with_name(Path(self.database).name + suffix)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -135,9 +136,21 @@ class SqliteSenders:
         with transaction(factory) as session:
             return ledger.recover_abandoned(session)
 
-    def write_turns(self) -> AbstractContextManager[object]:
-        # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler.
-        return self._turns
+    @contextmanager
+    def write_turns(self) -> Iterator[None]:
+        # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler:
+        # the threads of a process by a lock, the processes of a send by a file lock.
+        with self._turns:
+            path = self._lock_path(".write-turns")
+            if path is None:
+                yield
+                return
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(handle)  # and the file lock with it
 
     def status_reader(self) -> StatusReader:
         return _SqliteStatus(self.database)

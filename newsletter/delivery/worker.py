@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.delivery.engine import CapReached, SendingProcess
+from newsletter.delivery.pacing import CapsShare
 from newsletter.delivery.run import Clock, Progress
 from newsletter.delivery.senders import Senders, senders_for
 from newsletter.i18n import _
@@ -58,6 +59,9 @@ def work(
     pause_seconds: float = 30.0,
     on_batch: Callable[[Progress], None] | None = None,
     patience: float | None = None,
+    senders: Senders | None = None,
+    family: str | None = None,
+    caps_share: CapsShare | None = None,
 ) -> Progress:
     """Send whatever falls due until `stop` is set. A relay outage or refusal waits, longer each
     time; a lost database connection reconnects under a new identity; a database away for
@@ -65,12 +69,21 @@ def work(
     clock = clock or Clock()
     progress = Progress()
     patience = settings.database_patience_seconds if patience is None else patience
-    senders = senders_for(engine)
+    senders = senders or senders_for(engine)
     relay = Backoff(pause_seconds)
     away_since: float | None = None
     with senders.exclusive():
         while not stop.is_set():
-            run = SendingProcess(senders, factory, settings, clock, stop=stop, progress=progress)
+            run = SendingProcess(
+                senders,
+                factory,
+                settings,
+                clock,
+                stop=stop,
+                progress=progress,
+                family=family,
+                caps_share=caps_share,
+            )
             try:
                 with senders.alive(run.shared.owner) as proof:
                     run.shared.alive_check = proof.check

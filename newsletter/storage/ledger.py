@@ -320,3 +320,24 @@ def recover_abandoned(session: Session, *, live_owners: Sequence[str] | None = N
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def recover_family(session: Session, family: str) -> int:
+    """Put back what the senders whose owner ids start with `family` claimed (a child process
+    of a send that died); returns how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == DeliveryStatus.SENDING,
+            func.substr(Delivery.lease_owner, 1, len(family)) == family,
+        )
+        .values(
+            status=DeliveryStatus.RETRY,
+            next_attempt_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_reply="released: the sender that claimed it stopped",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
