@@ -105,10 +105,10 @@ class SqliteSenders:
         self.database = engine.url.database or ""
         self._turns = threading.Lock()
 
-    def _lock_path(self, suffix: str = ".sender-lock") -> Path | None:
+    def _lock_path(self) -> Path | None:
         if not self.database or self.database == ":memory:":
             return None
-        return Path(self.database).with_name(Path(self.database).name + suffix)
+        return Path(self.database).with_name(Path(self.database).name + ".sender-lock")
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -136,21 +136,11 @@ class SqliteSenders:
         with transaction(factory) as session:
             return ledger.recover_abandoned(session)
 
-    @contextmanager
-    def write_turns(self) -> Iterator[None]:
-        # SQLite has one writer at a time; taking turns here avoids its sleeping busy handler:
-        # the threads of a process by a lock, the processes of a send by a file lock.
-        with self._turns:
-            path = self._lock_path(".write-turns")
-            if path is None:
-                yield
-                return
-            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(handle)  # and the file lock with it
+    def write_turns(self) -> AbstractContextManager[object]:
+        # The threads of a process wait here without spinning; between processes (the send's
+        # children, serve) every transaction takes its turn by a file lock
+        # (storage/sqlite_turns.py).
+        return self._turns
 
     def status_reader(self) -> StatusReader:
         return _SqliteStatus(self.database)
