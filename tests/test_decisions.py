@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from newsletter.delivery.decisions import RETRY_CAP, backoff, decide, is_hard_bounce
-from newsletter.mail.rendering import Markers, split_on_markers
+from newsletter.mail.slots import Markers, split_on_markers
 from newsletter.mail.transport import Kind, Stage, Verdict, classify, connection_lost, dot_stuffed
 from newsletter.storage.ledger import Claimed
 from newsletter.storage.models import DeliveryStatus

@@ -12,10 +12,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from tests.support.cli import Cli
+from tests.support.databases import on_two_processes
 from tests.support.issue_files import queue_and_import, write_issue
 from tests.support.relays import ScriptedHandler, free_port, start_smtp
 
 SUNDAY = datetime.fromisoformat("2026-11-29T07:00:00+01:00")
+
+
+@pytest.fixture(autouse=True)
+def _two_sending_processes(env: dict[str, str]) -> None:
+    on_two_processes(env)
 
 
 def run_until_done(cli: Cli, env: dict[str, str], start: datetime, runs: int = 12) -> list[int]:

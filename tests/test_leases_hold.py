@@ -19,10 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.models import Delivery, DeliveryStatus, Subscriber
 from tests.support.cli import Cli, spawned
+from tests.support.databases import on_two_processes
 from tests.support.issue_files import queue_and_import
 from tests.support.relays import RecordingHandler, free_port, start_smtp
 
 SUNDAY = "2026-11-29T07:00:00+01:00"
+
+
+@pytest.fixture(autouse=True)
+def _two_sending_processes(env: dict[str, str]) -> None:
+    on_two_processes(env)
 
 
 class SlowHandler(RecordingHandler):

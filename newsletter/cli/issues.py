@@ -13,14 +13,8 @@ from newsletter.cli._i18n import group
 from newsletter.cli._runtime import Runtime, pass_runtime
 from newsletter.i18n import N_, _, ngettext
 from newsletter.mail.images import FOLDER
-from newsletter.mail.rendering import (
-    IssueContent,
-    Markers,
-    RenderedEdition,
-    greeting,
-    personalise,
-    render_edition,
-)
+from newsletter.mail.rendering import IssueContent, RenderedEdition, render_edition
+from newsletter.mail.slots import Markers, greeting, personalise
 from newsletter.publishing import control, issue_files, planning
 from newsletter.storage.db import transaction
 

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-import dkim as dkimpy
-
 from newsletter.config_values import read_dkim_key
 from newsletter.i18n import N_, _
 from newsletter.mail import dkim
@@ -61,6 +59,8 @@ def _aligned(signing: str, from_domain: str) -> bool:
 
 def dkim_checks(settings: Settings) -> list[Finding]:
     """Sign a test message, verify it with dkimpy against the records to publish, say which."""
+    import dkim as dkimpy  # here: only `newsletter check` verifies, and dkimpy is large
+
     signer = dkim.signer_for(settings)
     if signer is None:
         return [Finding("warning", _(RELAY_MUST_SIGN))]

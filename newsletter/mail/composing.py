@@ -27,7 +27,7 @@ import idna
 
 from newsletter.i18n import _
 from newsletter.mail import dkim, encoded_words, verp
-from newsletter.mail.rendering import Markers, greeting, slot_values, split_on_markers
+from newsletter.mail.slots import Markers, greeting, slot_values, split_on_markers
 from newsletter.settings import Settings
 from newsletter.text import line_problem
 

@@ -17,8 +17,6 @@ from email import policy
 from email.message import Message
 from email.utils import getaddresses
 
-from flufl.bounce import all_failures
-
 _MESSAGE_ID = re.compile(r"^message-id:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _RETURN_PATH = re.compile(r"^return-path:[ \t]*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 _STATUS = re.compile(r"\b([245])\.([0-7])\.(\d{1,3})\b")
@@ -179,6 +177,8 @@ def _body_text(message: Message) -> str:
 
 def _prose_failures(message: Message) -> tuple[RecipientStatus, ...]:
     """A bounce in an MTA's own words (no DSN): flufl.bounce names the failed addresses."""
+    from flufl.bounce import all_failures  # here: only reading bounces needs its detectors
+
     temporary, permanent = all_failures(message)
     code = _STATUS.search(_body_text(message))
     status = code.group(0) if code else ""

@@ -13,7 +13,8 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
 from newsletter.mail import dkim
-from newsletter.mail.rendering import compile_mjml, environment, house_context
+from newsletter.mail.rendering import compile_mjml
+from newsletter.mail.slots import environment, house_context
 from newsletter.mail.transport import Envelope, Verdict, make_transport
 from newsletter.settings import Settings
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from newsletter.mail.rendering import dutch_date, environment
+from newsletter.mail.rendering import dutch_date
+from newsletter.mail.slots import environment
 from newsletter.notices.record import Draft
 from newsletter.settings import Settings
 

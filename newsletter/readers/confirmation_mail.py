@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from newsletter.mail import transactional
-from newsletter.mail.rendering import greeting
+from newsletter.mail.slots import greeting
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.readers import consent
 from newsletter.settings import Settings

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Insert, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.mail.rendering import environment, house_context
+from newsletter.mail.slots import environment, house_context
 from newsletter.settings import Settings
 from newsletter.storage.models import (
     ConsentEvent,

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from newsletter import links
 from newsletter.mail import transactional
-from newsletter.mail.rendering import RenderError, greeting
+from newsletter.mail.rendering import RenderError
+from newsletter.mail.slots import greeting
 from newsletter.mail.transport import RelayUnavailable
 from newsletter.settings import Settings
 from newsletter.storage.models import Subscriber, SubscriberStatus

@@ -7,12 +7,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -21,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.i18n import _
 from newsletter.resources import resource_dir
 from newsletter.storage.sqlite_turns import take_turns
+
+if TYPE_CHECKING:  # Alembic is imported where it is used: a sending child never needs it
+    from alembic.config import Config
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How long a unit of work is retried while the database is away (a restart, a failover).
@@ -161,6 +160,8 @@ def lock_for_transaction(session: Session, name: str) -> None:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resource_dir("migrations")))
     config.attributes["engine"] = engine
@@ -168,6 +169,9 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _heads_and_current(engine: Engine) -> tuple[set[str], set[str]]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
@@ -182,10 +186,14 @@ def check_migrations(engine: Engine) -> None:
 
 
 def upgrade(engine: Engine, revision: str = "heads") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)
 
 

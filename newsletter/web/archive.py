@@ -18,7 +18,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from newsletter import links
-from newsletter.mail.rendering import greeting, letter_context, markdown_to_html
+from newsletter.mail.rendering import letter_context, markdown_to_html
+from newsletter.mail.slots import greeting
 from newsletter.publishing import archive
 from newsletter.publishing.archive import Letter
 from newsletter.web import signup

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from newsletter.mail.rendering import dutch_date, house_context
+from newsletter.mail.rendering import dutch_date
+from newsletter.mail.slots import house_context
 from newsletter.publishing import planning
 from newsletter.readers import consent
 from newsletter.settings import Settings

@@ -50,8 +50,14 @@ def pg_schema(base: str) -> Iterator[str]:
 
 
 def installation_env(database_url: str, folder: Path) -> dict[str, str]:
-    """The NEWSLETTER_* variables of a test installation (outbox, no SMTP)."""
+    """The NEWSLETTER_* variables of a test installation (outbox, no SMTP).
+
+    One sending process: starting a child costs a second of imports per send, which most tests
+    do not need; the sending tests, the crash, lease and database-fault tests run on two
+    (`on_two_processes`), as a 2-core machine does by default.
+    """
     return {
+        "NEWSLETTER_SEND_PROCESSES": "1",
         "NEWSLETTER_DATABASE_URL": database_url,
         "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_FROM": FROM,
@@ -69,3 +75,8 @@ def settings_from(env: dict[str, str]) -> Settings:
     }
     names["NEWSLETTER_FROM"] = "from_"
     return load_settings(**{names[k]: v for k, v in env.items()}, _env_file=None)
+
+
+def on_two_processes(env: dict[str, str]) -> None:
+    """Send as the default does on a 2-core machine: two processes (for the fault tests)."""
+    env["NEWSLETTER_SEND_PROCESSES"] = "2"
