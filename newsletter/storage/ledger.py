@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
+    ColumnElement,
     Table,
     and_,
     bindparam,
@@ -307,30 +308,26 @@ def recover_abandoned(session: Session, *, live_owners: Sequence[str] | None = N
     condition = Delivery.status == DeliveryStatus.SENDING
     if live_owners is not None:
         condition = and_(condition, Delivery.lease_owner.not_in(list(live_owners)))
-    result = session.execute(
-        update(Delivery)
-        .where(condition)
-        .values(
-            status=DeliveryStatus.RETRY,
-            next_attempt_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            last_reply="released: the sender that claimed it stopped",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return _put_back(session, condition)
 
 
 def recover_family(session: Session, family: str) -> int:
     """Put back what the senders whose owner ids start with `family` claimed (a child process
     of a send that died); returns how many."""
-    result = session.execute(
-        update(Delivery)
-        .where(
+    return _put_back(
+        session,
+        and_(
             Delivery.status == DeliveryStatus.SENDING,
             func.substr(Delivery.lease_owner, 1, len(family)) == family,
-        )
+        ),
+    )
+
+
+def _put_back(session: Session, condition: ColumnElement[bool]) -> int:
+    """The claims that match go back to be sent again (retry, due now); how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(condition)
         .values(
             status=DeliveryStatus.RETRY,
             next_attempt_at=None,
