@@ -18,18 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.storage.db import make_engine
 from tests.support.cli import Cli, spawned
-from tests.support.databases import on_two_processes, settings_from
+from tests.support.databases import settings_from
 from tests.support.issue_files import queue_and_import
 from tests.support.relays import RecordingHandler, free_port, start_smtp
 from tests.support.servers import serve_app
 
 SUNDAY = "2026-11-29T07:00:00+01:00"
 WINDOW = 50
-
-
-@pytest.fixture(autouse=True)
-def _two_sending_processes(env: dict[str, str]) -> None:
-    on_two_processes(env)
 
 
 def named(url: str, application: str) -> str:

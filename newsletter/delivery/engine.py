@@ -333,6 +333,7 @@ def deliver(
     deadline = time.monotonic() + patience
     with senders.exclusive():
         while True:
+            handled = progress.handled
             run = SendingProcess(
                 senders,
                 factory,
@@ -355,6 +356,8 @@ def deliver(
                     run.run_once(on_batch)
                 break
             except DBAPIError as exc:
+                if progress.handled > handled:  # it went on since the last fault: a new outage
+                    deadline = time.monotonic() + patience
                 if not is_connection_fault(exc) or time.monotonic() > deadline:
                     raise DatabaseUnavailable(
                         _("the database is unreachable: {reason}").format(
