@@ -359,11 +359,8 @@ def deliver(
                 if progress.handled > handled:  # it went on since the last fault: a new outage
                     deadline = time.monotonic() + patience
                 if not is_connection_fault(exc) or time.monotonic() > deadline:
-                    raise DatabaseUnavailable(
-                        _("the database is unreachable: {reason}").format(
-                            reason=describe_error(exc)
-                        )
-                    ) from None
+                    said = _("the database is unreachable: {reason}")
+                    raise DatabaseUnavailable(said.format(reason=describe_error(exc))) from None
                 log.warning("lost the database connection (%s); going on", describe_error(exc))
                 engine.dispose()
     report = retrying(lambda: _report(factory), patience=patience)
